@@ -1,0 +1,38 @@
+# SPDX-License-Identifier: GPL-2.0
+# rksm: user-facing targets. kbuild reads ./Kbuild, never this file.
+#
+#   make          set up, build the test kernel (cached), build rksm.ko
+#   make kernel   set up and build the test kernel only
+#   make run      boot the test kernel in QEMU, load rksm, show it working
+#   make check    host unit tests, rustfmt, clippy, module build, QEMU kselftests
+#   make clean    remove build output (the kernel cache stays)
+#
+# KDIR=/path/to/built/kernel   build against that tree instead of the cache
+# RKSM_CACHE=dir               cache directory (default ~/.cache/rksm)
+
+SHELL := /bin/bash
+.PHONY: all setup kernel module run check clean rust-analyzer
+
+all: module
+
+setup:
+	scripts/setup.sh
+
+kernel: setup
+	@if [ -z "$(KDIR)" ]; then scripts/build-kernel.sh >/dev/null; fi
+
+module: kernel
+	scripts/build-module.sh
+
+run: module
+	scripts/run-demo.sh
+
+check:
+	scripts/check.sh
+
+rust-analyzer: kernel
+	scripts/build-module.sh rust-analyzer
+
+clean:
+	-scripts/build-module.sh clean 2>/dev/null
+	rm -rf build target

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Build the test kernel: tinyconfig + qemu/kernel.config + qemu/patches.
+# Cached in $RKSM_CACHE/kernel-<key>, the key being a hash of the source
+# version, the config fragment, the patches and RECIPE, so a second run
+# rebuilds nothing. Prints the tree's path when done.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+version=$(cat "$RKSM_CACHE/kernel-source-version" 2>/dev/null) || die "run scripts/setup.sh first"
+tarball=$(cat "$RKSM_CACHE/kernel-source-tarball")
+# Bump RECIPE when a change to this script changes what it builds.
+RECIPE=1
+key=$( { echo "$version $RECIPE"; cat "$RKSM_ROOT/qemu/kernel.config" "$RKSM_ROOT"/qemu/patches/*.patch; } |
+	sha256sum | cut -c1-16)
+dir=$RKSM_CACHE/kernel-$key
+tree=$dir/linux
+
+if [ -f "$dir/.done" ]; then
+	echo "$tree" >"$RKSM_CACHE/current-kernel"
+	say "test kernel $version is cached ($dir)"
+	echo "$tree"
+	exit 0
+fi
+
+say "building test kernel $version into $dir (about 10 minutes on 2 cores)"
+rm -rf "$dir"
+mkdir -p "$dir"
+tar -C "$dir" -xf "$tarball"
+mv "$dir"/linux-source-* "$tree" 2>/dev/null || mv "$dir"/linux-* "$tree"
+for p in "$RKSM_ROOT"/qemu/patches/*.patch; do
+	say "applying $(basename "$p")"
+	patch -d "$tree" -p1 -s --no-backup-if-mismatch <"$p" || die "patch $(basename "$p") does not apply to $version"
+done
+
+export LIBCLANG_PATH=${LIBCLANG_PATH:-$(rksm_libclang_path)}
+km=(make -C "$tree" ARCH=x86_64 "${KRUST[@]}")
+"${km[@]}" -s tinyconfig
+"$tree"/scripts/kconfig/merge_config.sh -m -O "$tree" "$tree/.config" "$RKSM_ROOT/qemu/kernel.config" >/dev/null
+"${km[@]}" -s olddefconfig
+
+# An option the fragment asks for but olddefconfig dropped (a missing
+# dependency, a toolchain Kconfig found unusable) is a hard error.
+bad=0
+while IFS= read -r line; do
+	case "$line" in
+	CONFIG_*=*)
+		grep -qxF "$line" "$tree/.config" || { say "config: wanted $line, got: $(grep "^${line%%=*}=\|# ${line%%=*} is" "$tree/.config" || echo unset)"; bad=1; } ;;
+	"# CONFIG_"*" is not set")
+		grep -qxF "$line" "$tree/.config" || { say "config: wanted '$line'"; bad=1; } ;;
+	esac
+done <"$RKSM_ROOT/qemu/kernel.config"
+if [ $bad != 0 ]; then
+	[ -n "$(grep -x 'CONFIG_RUST=y' "$RKSM_ROOT/qemu/kernel.config")" ] && "${km[@]}" rustavailable || true
+	die "kernel config lost options (see above)"
+fi
+
+"${km[@]}" -j"$(nproc)" >"$dir/build.log" 2>&1 || { tail -n 40 "$dir/build.log"; die "kernel build failed (log: $dir/build.log)"; }
+"${km[@]}" -s headers_install INSTALL_HDR_PATH="$dir/headers" >/dev/null
+echo "$version" >"$dir/version"
+touch "$dir/.done"
+echo "$tree" >"$RKSM_CACHE/current-kernel"
+
+# Keep the two newest kernels; each is a few GiB.
+ls -1dt "$RKSM_CACHE"/kernel-*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
+say "test kernel $version built"
+echo "$tree"

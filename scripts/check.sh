@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `make check`: everything, from set-up to the QEMU kselftests. Each step
+# counts as tests; the last line is "N passed, N failed".
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$RKSM_ROOT"
+
+passed=0 failed=0
+step() { # name, command...
+	local name=$1; shift
+	say "== $name"
+	if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); say "FAILED: $name"; fi
+}
+finish() { echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; exit $?; }
+
+if ! scripts/setup.sh || ! scripts/build-kernel.sh >/dev/null; then
+	failed=$((failed + 1)); say "FAILED: set-up or kernel build"; finish
+fi
+kdir=$(rksm_kdir)
+
+# Host unit tests: every cargo test counts.
+log=$(mktemp)
+cargo test --workspace 2>&1 | tee "$log"
+cargo_rc=${PIPESTATUS[0]}
+read -r p f < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
+rm -f "$log"
+passed=$((passed + p)); failed=$((failed + f))
+[ "$cargo_rc" = 0 ] || [ "$f" != 0 ] || failed=$((failed + 1))
+
+rustfmt_check() {
+	/usr/bin/rustfmt --edition 2021 --check --config-path "$kdir/.rustfmt.toml" \
+		src/rksm_main.rs src/host.rs
+}
+step "rustfmt --check (kernel .rustfmt.toml)" rustfmt_check
+
+# Clippy runs as the compiler, so force a rebuild of the Rust objects.
+module_clippy() {
+	rm -f src/*.o src/.*.cmd
+	scripts/build-module.sh CLIPPY=1
+}
+step "module build with clippy (warnings are errors)" module_clippy
+
+step "QEMU kselftests" scripts/run-tests.sh
+# Fold the guest's own counts in, in place of the one step above.
+if [ -f build/logs/tap.txt ]; then
+	read -r gp gf < <(awk '/^ok / && !/# SKIP/ { p++ } /^not ok / { f++ } END { print p + 0, f + 0 }' build/logs/tap.txt)
+	passed=$((passed + gp))
+	failed=$((failed + gf))
+fi
+finish

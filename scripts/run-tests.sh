@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build the kselftests in tests/ statically, run them all in one test VM,
+# and count the TAP results. Prints "guest: N passed, N failed, N skipped"
+# and exits non-zero on any failure, splat or timeout.
+#   TESTS="sysfs_test ..."  run only these
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+kdir=$(rksm_kdir) || die "no test kernel: run 'make kernel'"
+headers=$(dirname "$kdir")/headers/include
+out=$RKSM_ROOT/build/guest
+logs=$RKSM_ROOT/build/logs
+rm -rf "$out" "$logs"
+mkdir -p "$out" "$logs"
+
+cflags=(-static -O2 -g -Wall -Werror -D_GNU_SOURCE -isystem "$headers"
+	-I "$kdir/tools/testing/selftests" -I "$RKSM_ROOT/tests")
+for src in "$RKSM_ROOT"/tests/*_test.c; do
+	name=$(basename "$src" .c)
+	if [ -n "${TESTS:-}" ] && ! grep -qw "$name" <<<"$TESTS"; then continue; fi
+	gcc "${cflags[@]}" -o "$out/$name" "$src"
+done
+cp "$RKSM_ROOT/tests/run-guest.sh" "$out/"
+
+set +e
+"$RKSM_ROOT/scripts/vm-run" -d "$out" --logs "$logs" -- sh run-guest.sh | tee "$logs/tap.txt"
+vmrc=${PIPESTATUS[0]}
+set -e
+
+# Count TAP results per binary. A binary that announced more tests than it
+# reported, or that exited non-zero without a failed test, counts one
+# failure more: a crash must not pass.
+awk -v vmrc="$vmrc" '
+	/^# rksm-test-begin:/ { name = $3; plan = 0; seen = 0; failed = 0; next }
+	/^1\.\.[0-9]+/ { split($0, p, "\\."); plan = p[3] + 0; next }
+	/^ok / { seen++; if ($0 ~ /# SKIP/) skip++; else pass++; next }
+	/^not ok / { seen++; fail++; failed++; print "FAILED: " name ": " $0 > "/dev/stderr"; next }
+	/^# rksm-test-end:/ {
+		rc = $4; sub("rc=", "", rc)
+		if (seen < plan) { fail++; print "FAILED: " name ": reported " seen " of " plan " tests" > "/dev/stderr" }
+		else if (rc != 0 && failed == 0) { fail++; print "FAILED: " name ": exit " rc > "/dev/stderr" }
+		name = ""
+	}
+	END {
+		if (name != "") { fail++; print "FAILED: " name ": did not finish" > "/dev/stderr" }
+		if (vmrc == 124) { fail++; print "FAILED: the guest timed out" > "/dev/stderr" }
+		else if (vmrc == 125) { fail++; print "FAILED: kernel splat in the guest dmesg" > "/dev/stderr" }
+		else if (vmrc != 0) { fail++; print "FAILED: the guest run exited " vmrc > "/dev/stderr" }
+		if (pass + fail == 0) { fail++; print "FAILED: no test ran" > "/dev/stderr" }
+		printf "guest: %d passed, %d failed, %d skipped\n", pass, fail, skip
+		exit (fail > 0)
+	}' "$logs/tap.txt"

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Install what building and testing rksm needs. Idempotent: each step checks
+# first and does nothing when its result is already there.
+#
+#   RKSM_KERNEL_SRC=/path/to/linux-source-7.3_*.deb or linux-*.tar.xz
+#       use that instead of `apt-get download linux-source-7.3`
+#   RKSM_REFRESH=1   download the newest linux-source-7.3 again
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+APT_PKGS=(rustc-web rust-web-src rust-web-clippy rustfmt-web
+	qemu-system-x86 busybox-static cpio bc flex bison libelf-dev libssl-dev
+	xz-utils python3-pip gcc make git)
+
+need_root() { [ "$(id -u)" = 0 ] || die "$1 needs root (run as root, as README.md says)"; }
+
+# --- Debian packages --------------------------------------------------------
+missing=()
+for p in "${APT_PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	need_root "apt-get install"
+	say "installing: ${missing[*]}"
+	apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+# --- Linux source: linux-source-7.3 from trixie-backports ------------------
+# Only trixie-backports is added: backports are pinned low, so apt never
+# upgrades anything else from it. Never add trixie or sid themselves.
+src_dir=$RKSM_CACHE/src
+mkdir -p "$src_dir"
+if [ -n "${RKSM_KERNEL_SRC:-}" ]; then
+	pkg=$RKSM_KERNEL_SRC
+	[ -f "$pkg" ] || die "RKSM_KERNEL_SRC=$pkg does not exist"
+else
+	pkg=$(ls -1 "$src_dir"/linux-source-7.3_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
+	if [ -z "$pkg" ] || [ -n "${RKSM_REFRESH:-}" ]; then
+		need_root "adding trixie-backports"
+		list=/etc/apt/sources.list.d/trixie-backports.sources
+		if ! grep -rqs "trixie-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+			say "adding the trixie-backports apt source ($list)"
+			cat >"$list" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+		fi
+		apt-get update -q >/dev/null
+		(cd "$src_dir" && apt-get download -q linux-source-7.3 >/dev/null)
+		pkg=$(ls -1 "$src_dir"/linux-source-7.3_*.deb | sort -V | tail -n 1)
+	fi
+fi
+
+# Unpack to a tarball once; build-kernel.sh extracts a fresh tree per cache key.
+case "$pkg" in
+*.deb)
+	version=$(dpkg-deb -f "$pkg" Version)
+	tarball=$src_dir/linux-source-$version.tar.xz
+	if [ ! -f "$tarball" ]; then
+		tmp=$(mktemp -d "$src_dir/deb.XXXX")
+		dpkg-deb -x "$pkg" "$tmp"
+		mv "$tmp"/usr/src/linux-source-*.tar.* "$tarball"
+		rm -rf "$tmp"
+	fi
+	;;
+*.tar.*)
+	version=$(basename "$pkg" | sed 's/\.tar\..*//')
+	tarball=$pkg
+	;;
+*) die "RKSM_KERNEL_SRC must be a .deb or a tarball: $pkg" ;;
+esac
+echo "$version" >"$RKSM_CACHE/kernel-source-version"
+echo "$tarball" >"$RKSM_CACHE/kernel-source-tarball"
+
+# --- bindgen 0.72.1 and libclang 18 ------------------------------------------
+if [ "$(bindgen --version 2>/dev/null)" != "bindgen 0.72.1" ]; then
+	say "installing bindgen-cli 0.72.1 (cargo install, a few minutes)"
+	cargo install -q --locked bindgen-cli --version 0.72.1
+fi
+if [ -z "$(rksm_libclang_path)" ]; then
+	say "installing libclang 18.1.1 from PyPI"
+	pip install -q libclang==18.1.1 2>&1 | grep -v "Running pip as the 'root'" || true
+fi
+[ -n "$(rksm_libclang_path)" ] || die "libclang wheel not importable"
+say "setup ok: linux-source $version, $(/usr/bin/rustc --version), $(bindgen --version)"

@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host build of rksm's kernel-free files, for `cargo test`.
+//!
+//! The kernel module includes the same files from `src/rksm_main.rs`; keep
+//! them free of `kernel::` so both builds see identical code.
+
+pub mod knobs;

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The writable files of `/sys/kernel/mm/rksm`: names, defaults, limits, and
+//! the one parser every write goes through.
+//!
+//! Names, defaults and meanings follow `/sys/kernel/mm/ksm`, so tools written
+//! for KSM work by changing the directory. This file needs no kernel: the host
+//! workspace unit-tests it (`cargo test`).
+
+use core::ffi::CStr;
+
+/// What a knob accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A decimal number in `min..=max`, as `kstrtoul` reads it.
+    Number {
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// A boolean, as `kstrtobool` reads it (`1/0`, `y/n`, `on/off`); stored as 1 or 0.
+    Bool,
+}
+
+/// One writable sysfs file.
+#[derive(Debug)]
+pub struct Knob {
+    /// File name under `/sys/kernel/mm/rksm`.
+    pub name: &'static CStr,
+    /// Value at module load.
+    pub default: u64,
+    /// What a write may set.
+    pub kind: Kind,
+}
+
+/// Index of each knob in [`KNOBS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum KnobId {
+    /// 0 stops scanning, 1 scans, 2 unmerges everything and stops.
+    Run,
+    /// Pages scanned per round.
+    PagesToScan,
+    /// Sleep between rounds.
+    SleepMillisecs,
+    /// Most mappings of one stable page before a second copy is made.
+    MaxPageSharing,
+    /// Merge zero-filled pages into the shared zero page.
+    UseZeroPages,
+    /// Skip pages that failed to merge, for a growing number of passes.
+    SmartScan,
+    /// How often stale stable-node chains are pruned.
+    StableNodeChainsPruneMillisecs,
+    /// Merge pages across NUMA nodes (only 1 makes a difference without NUMA).
+    MergeAcrossNodes,
+}
+
+/// `run` values.
+pub const RUN_STOP: u64 = 0;
+/// `run`: scan and merge.
+pub const RUN_MERGE: u64 = 1;
+/// `run`: break every merge, then stop.
+pub const RUN_UNMERGE: u64 = 2;
+
+const U32_MAX: u64 = u32::MAX as u64;
+
+/// Every knob, indexed by [`KnobId`].
+pub const KNOBS: [Knob; 8] = [
+    Knob { name: c"run", default: RUN_STOP, kind: Kind::Number { min: 0, max: 2 } },
+    Knob { name: c"pages_to_scan", default: 100, kind: Kind::Number { min: 0, max: U32_MAX } },
+    Knob { name: c"sleep_millisecs", default: 20, kind: Kind::Number { min: 0, max: U32_MAX } },
+    Knob {
+        name: c"max_page_sharing",
+        default: 256,
+        kind: Kind::Number { min: 2, max: i32::MAX as u64 },
+    },
+    Knob { name: c"use_zero_pages", default: 0, kind: Kind::Bool },
+    Knob { name: c"smart_scan", default: 1, kind: Kind::Bool },
+    Knob {
+        name: c"stable_node_chains_prune_millisecs",
+        default: 2000,
+        kind: Kind::Number { min: 0, max: U32_MAX },
+    },
+    Knob { name: c"merge_across_nodes", default: 1, kind: Kind::Number { min: 0, max: 1 } },
+];
+
+/// A write that is not a valid value; the knob keeps its old value (`-EINVAL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invalid;
+
+/// Parses what userspace wrote to a knob of `kind`.
+///
+/// Accepts one optional trailing newline, as `echo` adds. Rejects empty input, signs other than a
+/// leading `+`, overflow, values out of range, and anything trailing.
+pub fn parse(kind: Kind, input: &[u8]) -> Result<u64, Invalid> {
+    let input = input.strip_suffix(b"\n").unwrap_or(input);
+    match kind {
+        Kind::Bool => parse_bool(input),
+        Kind::Number { min, max } => {
+            let value = parse_decimal(input)?;
+            if value < min || value > max {
+                return Err(Invalid);
+            }
+            Ok(value)
+        }
+    }
+}
+
+fn parse_decimal(input: &[u8]) -> Result<u64, Invalid> {
+    let digits = input.strip_prefix(b"+").unwrap_or(input);
+    if digits.is_empty() {
+        return Err(Invalid);
+    }
+    let mut value: u64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return Err(Invalid);
+        }
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(c - b'0')))
+            .ok_or(Invalid)?;
+    }
+    Ok(value)
+}
+
+fn parse_bool(input: &[u8]) -> Result<u64, Invalid> {
+    match input {
+        b"1" | b"y" | b"Y" | b"on" | b"On" | b"ON" => Ok(1),
+        b"0" | b"n" | b"N" | b"off" | b"Off" | b"OFF" => Ok(0),
+        _ => Err(Invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(min: u64, max: u64) -> Kind {
+        Kind::Number { min, max }
+    }
+
+    #[test]
+    fn accepts_plain_and_newline_terminated_numbers() {
+        assert_eq!(parse(num(0, 2), b"1"), Ok(1));
+        assert_eq!(parse(num(0, 2), b"2\n"), Ok(2));
+        assert_eq!(parse(num(0, 100), b"+7\n"), Ok(7));
+        assert_eq!(parse(num(0, u64::MAX), b"18446744073709551615"), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn rejects_junk_sign_overflow_and_range() {
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"-1",
+            b"1x",
+            b"1\n\n",
+            b" 1",
+            b"1 ",
+            b"0x1",
+            b"+",
+            b"++1",
+            b"18446744073709551616",
+            b"3",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(parse(num(0, 2), bad), Err(Invalid), "{:?}", bad);
+        }
+        assert_eq!(parse(num(2, 10), b"1"), Err(Invalid));
+    }
+
+    #[test]
+    fn bools_follow_kstrtobool() {
+        assert_eq!(parse(Kind::Bool, b"y\n"), Ok(1));
+        assert_eq!(parse(Kind::Bool, b"off"), Ok(0));
+        assert_eq!(parse(Kind::Bool, b"2"), Err(Invalid));
+        assert_eq!(parse(Kind::Bool, b"yes"), Err(Invalid));
+    }
+
+    #[test]
+    fn table_matches_ids_and_defaults_are_valid() {
+        assert_eq!(KNOBS[KnobId::Run as usize].name, c"run");
+        assert_eq!(KNOBS[KnobId::MergeAcrossNodes as usize].name, c"merge_across_nodes");
+        assert_eq!(KNOBS[KnobId::SleepMillisecs as usize].default, 20);
+        for knob in &KNOBS {
+            let text = format!("{}\n", knob.default);
+            assert_eq!(parse(knob.kind, text.as_bytes()), Ok(knob.default), "{:?}", knob.name);
+        }
+    }
+}
