@@ -4,8 +4,13 @@
 //!
 //! Only `src/` wrappers call these; each wrapper states why its call is sound.
 
-use kernel::bindings;
 use kernel::prelude::*;
+
+/// `struct task_struct`, opaque: the shim does every field access.
+#[repr(C)]
+pub(crate) struct Task {
+    _opaque: [u8; 0],
+}
 
 extern "C" {
     /// Creates `/sys/kernel/mm/rksm` with `n` files.
@@ -14,8 +19,11 @@ extern "C" {
     ///
     /// `names` and `writable` point to `n` elements; every name is a NUL-terminated string that
     /// stays valid until [`rksm_sysfs_remove`]. Must not be called again before that.
-    pub(crate) fn rksm_sysfs_add(names: *const *const c_char, writable: *const bool, n: c_uint)
-        -> c_int;
+    pub(crate) fn rksm_sysfs_add(
+        names: *const *const c_char,
+        writable: *const bool,
+        n: c_uint,
+    ) -> c_int;
 
     /// Removes the directory created by [`rksm_sysfs_add`], waiting for running callbacks.
     ///
@@ -32,7 +40,7 @@ extern "C" {
     pub(crate) fn rksm_kthread_run(
         f: unsafe extern "C" fn(*mut c_void) -> c_int,
         data: *mut c_void,
-        task: *mut *mut bindings::task_struct,
+        task: *mut *mut Task,
     ) -> c_int;
 
     /// Stops the kthread and waits for its function to return.
@@ -40,7 +48,7 @@ extern "C" {
     /// # Safety
     ///
     /// `task` came from [`rksm_kthread_run`] and was not stopped before.
-    pub(crate) fn rksm_kthread_stop(task: *mut bindings::task_struct);
+    pub(crate) fn rksm_kthread_stop(task: *mut Task);
 
     /// Whether `kthread_stop` was called on the current kthread.
     pub(crate) fn rksm_kthread_should_stop() -> bool;

@@ -5,4 +5,7 @@
 //! The kernel module includes the same files from `src/rksm_main.rs`; keep
 //! them free of `kernel::` so both builds see identical code.
 
-pub mod knobs;
+// Items are `pub(crate)` for the module's sake, so only the tests use them here.
+#![allow(dead_code)]
+
+mod knobs;

@@ -11,7 +11,7 @@ use core::ffi::CStr;
 
 /// What a knob accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A decimal number in `min..=max`, as `kstrtoul` reads it.
     Number {
         /// Smallest accepted value.
@@ -25,19 +25,20 @@ pub enum Kind {
 
 /// One writable sysfs file.
 #[derive(Debug)]
-pub struct Knob {
+pub(crate) struct Knob {
     /// File name under `/sys/kernel/mm/rksm`.
-    pub name: &'static CStr,
+    pub(crate) name: &'static CStr,
     /// Value at module load.
-    pub default: u64,
+    pub(crate) default: u64,
     /// What a write may set.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
 }
 
 /// Index of each knob in [`KNOBS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
-pub enum KnobId {
+#[allow(dead_code)] // The engine reads the rest; the skeleton only `run` and the pacing.
+pub(crate) enum KnobId {
     /// 0 stops scanning, 1 scans, 2 unmerges everything and stops.
     Run,
     /// Pages scanned per round.
@@ -57,43 +58,79 @@ pub enum KnobId {
 }
 
 /// `run` values.
-pub const RUN_STOP: u64 = 0;
+pub(crate) const RUN_STOP: u64 = 0;
 /// `run`: scan and merge.
-pub const RUN_MERGE: u64 = 1;
+pub(crate) const RUN_MERGE: u64 = 1;
 /// `run`: break every merge, then stop.
-pub const RUN_UNMERGE: u64 = 2;
+pub(crate) const RUN_UNMERGE: u64 = 2;
 
 const U32_MAX: u64 = u32::MAX as u64;
 
 /// Every knob, indexed by [`KnobId`].
-pub const KNOBS: [Knob; 8] = [
-    Knob { name: c"run", default: RUN_STOP, kind: Kind::Number { min: 0, max: 2 } },
-    Knob { name: c"pages_to_scan", default: 100, kind: Kind::Number { min: 0, max: U32_MAX } },
-    Knob { name: c"sleep_millisecs", default: 20, kind: Kind::Number { min: 0, max: U32_MAX } },
+pub(crate) const KNOBS: [Knob; 8] = [
+    Knob {
+        name: c"run",
+        default: RUN_STOP,
+        kind: Kind::Number { min: 0, max: 2 },
+    },
+    Knob {
+        name: c"pages_to_scan",
+        default: 100,
+        kind: Kind::Number {
+            min: 0,
+            max: U32_MAX,
+        },
+    },
+    Knob {
+        name: c"sleep_millisecs",
+        default: 20,
+        kind: Kind::Number {
+            min: 0,
+            max: U32_MAX,
+        },
+    },
     Knob {
         name: c"max_page_sharing",
         default: 256,
-        kind: Kind::Number { min: 2, max: i32::MAX as u64 },
+        kind: Kind::Number {
+            min: 2,
+            max: i32::MAX as u64,
+        },
     },
-    Knob { name: c"use_zero_pages", default: 0, kind: Kind::Bool },
-    Knob { name: c"smart_scan", default: 1, kind: Kind::Bool },
+    Knob {
+        name: c"use_zero_pages",
+        default: 0,
+        kind: Kind::Bool,
+    },
+    Knob {
+        name: c"smart_scan",
+        default: 1,
+        kind: Kind::Bool,
+    },
     Knob {
         name: c"stable_node_chains_prune_millisecs",
         default: 2000,
-        kind: Kind::Number { min: 0, max: U32_MAX },
+        kind: Kind::Number {
+            min: 0,
+            max: U32_MAX,
+        },
     },
-    Knob { name: c"merge_across_nodes", default: 1, kind: Kind::Number { min: 0, max: 1 } },
+    Knob {
+        name: c"merge_across_nodes",
+        default: 1,
+        kind: Kind::Number { min: 0, max: 1 },
+    },
 ];
 
 /// A write that is not a valid value; the knob keeps its old value (`-EINVAL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Invalid;
+pub(crate) struct Invalid;
 
 /// Parses what userspace wrote to a knob of `kind`.
 ///
 /// Accepts one optional trailing newline, as `echo` adds. Rejects empty input, signs other than a
 /// leading `+`, overflow, values out of range, and anything trailing.
-pub fn parse(kind: Kind, input: &[u8]) -> Result<u64, Invalid> {
+pub(crate) fn parse(kind: Kind, input: &[u8]) -> Result<u64, Invalid> {
     let input = input.strip_suffix(b"\n").unwrap_or(input);
     match kind {
         Kind::Bool => parse_bool(input),
@@ -146,7 +183,10 @@ mod tests {
         assert_eq!(parse(num(0, 2), b"1"), Ok(1));
         assert_eq!(parse(num(0, 2), b"2\n"), Ok(2));
         assert_eq!(parse(num(0, 100), b"+7\n"), Ok(7));
-        assert_eq!(parse(num(0, u64::MAX), b"18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(
+            parse(num(0, u64::MAX), b"18446744073709551615"),
+            Ok(u64::MAX)
+        );
     }
 
     #[test]
@@ -182,11 +222,19 @@ mod tests {
     #[test]
     fn table_matches_ids_and_defaults_are_valid() {
         assert_eq!(KNOBS[KnobId::Run as usize].name, c"run");
-        assert_eq!(KNOBS[KnobId::MergeAcrossNodes as usize].name, c"merge_across_nodes");
+        assert_eq!(
+            KNOBS[KnobId::MergeAcrossNodes as usize].name,
+            c"merge_across_nodes"
+        );
         assert_eq!(KNOBS[KnobId::SleepMillisecs as usize].default, 20);
         for knob in &KNOBS {
             let text = format!("{}\n", knob.default);
-            assert_eq!(parse(knob.kind, text.as_bytes()), Ok(knob.default), "{:?}", knob.name);
+            assert_eq!(
+                parse(knob.kind, text.as_bytes()),
+                Ok(knob.default),
+                "{:?}",
+                knob.name
+            );
         }
     }
 }

@@ -32,7 +32,10 @@ impl kernel::Module for Rksm {
         let sysfs = sysfs::Registration::new()?;
         let scanner = scanner::Scanner::start()?;
         pr_info!("loaded\n");
-        Ok(Rksm { _sysfs: sysfs, _scanner: scanner })
+        Ok(Rksm {
+            _sysfs: sysfs,
+            _scanner: scanner,
+        })
     }
 }
 

@@ -3,7 +3,6 @@
 //! The `rksmd` kthread: paces scan rounds by `pages_to_scan` and
 //! `sleep_millisecs`, and sleeps while `run` is not 1.
 
-use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
 
@@ -35,7 +34,7 @@ pub(crate) fn set_run(run: &Atomic<u64>, value: u64) -> Result {
 ///
 /// `task` is a kthread started by `rksm_kthread_run` that has not been stopped.
 pub(crate) struct Scanner {
-    task: *mut bindings::task_struct,
+    task: *mut ffi::Task,
 }
 
 // SAFETY: `Scanner` only holds a task pointer that any context may pass to `kthread_stop`.
@@ -70,7 +69,7 @@ fn should_stop() -> bool {
 }
 
 /// The kthread's body.
-unsafe extern "C" fn rksmd(_data: *mut c_void) -> c_int {
+extern "C" fn rksmd(_data: *mut c_void) -> c_int {
     // SAFETY: we are the kthread.
     unsafe { ffi::rksm_kthread_set_freezable() };
     while !should_stop() {

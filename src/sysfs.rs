@@ -38,14 +38,13 @@ impl Registration {
         for (value, spec) in VALUES.iter().zip(KNOBS.iter()) {
             value.store(spec.default, Relaxed);
         }
-        let names: [*const c_char; KNOB_COUNT] = KNOBS.each_ref().map(|k| k.name.as_ptr());
+        let names: [*const c_char; KNOB_COUNT] = KNOBS.each_ref().map(|k| k.name.as_char_ptr());
         let writable = [true; KNOB_COUNT];
         // SAFETY: both arrays hold `KNOB_COUNT` elements and the shim copies the pointers it
         // keeps; every name is a `'static` C string literal. Only one `Registration` exists
         // (module init creates it once), so the directory is not created twice.
-        let err = unsafe {
-            ffi::rksm_sysfs_add(names.as_ptr(), writable.as_ptr(), KNOB_COUNT as c_uint)
-        };
+        let err =
+            unsafe { ffi::rksm_sysfs_add(names.as_ptr(), writable.as_ptr(), KNOB_COUNT as c_uint) };
         if err != 0 {
             return Err(Error::from_errno(err));
         }
@@ -82,7 +81,8 @@ fn store(idx: usize, input: &[u8]) -> Result {
 #[no_mangle]
 extern "C" fn rksm_attr_show(idx: c_uint, buf: *mut c_char) -> isize {
     // SAFETY: sysfs hands `show` a zeroed buffer of PAGE_SIZE bytes, ours until we return.
-    let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE) };
+    let page =
+        unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), kernel::page::PAGE_SIZE) };
     let mut out = Formatter::new(page);
     match show(idx as usize, &mut out) {
         Ok(()) => out.bytes_written() as isize,

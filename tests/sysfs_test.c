@@ -33,9 +33,9 @@ static const struct knob knobs[] = {
 	{ "merge_across_nodes", 1, 1, bad_nodes },
 };
 
-/* Invalid for every knob. */
+/* Invalid for every knob. (An empty write never reaches the kernel.) */
 static const char *const bad_all[] = {
-	"", "\n", "abc", "-1", "1x", "1 2", " 1", "0x10", "1\n\n", "+",
+	"\n", "abc", "-1", "1x", "1 2", " 1", "0x10", "1\n\n", "+",
 	"99999999999999999999999999", "18446744073709551616", NULL,
 };
 
