@@ -6,10 +6,75 @@
 
 use kernel::prelude::*;
 
-/// `struct task_struct`, opaque: the shim does every field access.
+macro_rules! opaque {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[repr(C)]
+        pub(crate) struct $name {
+            _opaque: [u8; 0],
+        }
+    )*};
+}
+
+opaque! {
+    /// `struct task_struct`, opaque: the shim does every field access.
+    Task;
+    /// `struct mm_struct`.
+    Mm;
+    /// `struct vm_area_struct`.
+    Vma;
+    /// `struct page`.
+    Page;
+    /// `struct file`.
+    File;
+    /// `pgd_t`.
+    Pgd;
+    /// `p4d_t`.
+    P4d;
+    /// `pud_t`.
+    Pud;
+    /// `pmd_t`.
+    Pmd;
+}
+
+// Keep in sync with rust-bindings/shim.h.
+/// [`rksm_vma_kind`]: VM_MERGEABLE private anonymous memory with an anon_vma.
+pub(crate) const VMA_MERGEABLE: c_int = 1;
+/// [`rksm_vma_kind`]: private anonymous, not mergeable.
+pub(crate) const VMA_ANON: c_int = 2;
+/// [`rksm_pmd_kind`]: a PTE table.
+pub(crate) const PMD_TABLE: c_int = 1;
+/// [`rksm_pmd_kind`]: a THP.
+pub(crate) const PMD_HUGE: c_int = 2;
+/// [`Hit::kind`]: a small anonymous page.
+pub(crate) const HIT_ANON: c_uint = 1;
+/// [`Hit::kind`]: a page of a large anonymous folio.
+pub(crate) const HIT_ANON_LARGE: c_uint = 2;
+/// [`Hit::kind`]: a page of rksm's stable file.
+pub(crate) const HIT_STABLE: c_uint = 3;
+/// [`Hit::kind`]: the shared zero page (no reference taken).
+pub(crate) const HIT_ZERO: c_uint = 4;
+/// [`rksm_replace_pte`]: the PTE no longer maps the page.
+pub(crate) const MERGE_GONE: c_int = 1;
+/// [`rksm_replace_pte`]: someone else holds a reference.
+pub(crate) const MERGE_PINNED: c_int = 2;
+/// [`rksm_replace_pte`]: the content changed.
+pub(crate) const MERGE_CHANGED: c_int = 3;
+/// [`rksm_replace_pte`]: a folio lock was taken.
+pub(crate) const MERGE_CONTENDED: c_int = 4;
+/// [`rksm_replace_pte`]: a large folio could not be split.
+pub(crate) const MERGE_LARGE: c_int = 5;
+
+/// `struct rksm_hit`: one present PTE found by [`rksm_scan_ptes`].
 #[repr(C)]
-pub(crate) struct Task {
-    _opaque: [u8; 0],
+#[derive(Clone, Copy)]
+pub(crate) struct Hit {
+    /// Its user address.
+    pub(crate) addr: c_ulong,
+    /// The page, with a folio reference unless `kind` is [`HIT_ZERO`].
+    pub(crate) page: *mut Page,
+    /// One of the `HIT_*` constants.
+    pub(crate) kind: c_uint,
 }
 
 extern "C" {
@@ -64,4 +129,109 @@ extern "C" {
 
     /// `cond_resched()`.
     pub(crate) fn rksm_cond_resched();
+
+    /// Stores up to `max` opted-in mms in `out`, each with an `mmgrab` reference; returns how
+    /// many there are.
+    ///
+    /// # Safety
+    ///
+    /// `out` is valid for `max` writes. Process context, no spinlocks held.
+    pub(crate) fn rksm_collect_mms(out: *mut *mut Mm, max: c_int) -> c_int;
+    /// Whether `mm` is opted in (MMF_VM_MERGEABLE or MMF_VM_MERGE_ANY).
+    pub(crate) fn rksm_mm_opted_in_now(mm: *mut Mm) -> bool;
+    /// Drops an `mmgrab` reference.
+    pub(crate) fn rksm_mmdrop(mm: *mut Mm);
+    /// `mmget_not_zero`.
+    pub(crate) fn rksm_mmget_not_zero(mm: *mut Mm) -> bool;
+    /// `mmput`.
+    pub(crate) fn rksm_mmput(mm: *mut Mm);
+    /// `mmap_read_lock`.
+    pub(crate) fn rksm_mmap_read_lock(mm: *mut Mm);
+    /// `mmap_read_unlock`.
+    pub(crate) fn rksm_mmap_read_unlock(mm: *mut Mm);
+    /// `mmap_lock_is_contended`.
+    pub(crate) fn rksm_mmap_lock_contended(mm: *mut Mm) -> bool;
+
+    /// `find_vma`: the first VMA ending above `addr`. The mmap lock is held.
+    pub(crate) fn rksm_vma_next(mm: *mut Mm, addr: c_ulong) -> *mut Vma;
+    /// `vma->vm_start`.
+    pub(crate) fn rksm_vma_start(vma: *mut Vma) -> c_ulong;
+    /// `vma->vm_end`.
+    pub(crate) fn rksm_vma_end(vma: *mut Vma) -> c_ulong;
+    /// `VMA_MERGEABLE`, `VMA_ANON` or 0.
+    pub(crate) fn rksm_vma_kind(vma: *mut Vma) -> c_int;
+
+    /// The pgd entry for `addr`, or NULL if empty or bad. The mmap lock is held.
+    pub(crate) fn rksm_pgd(mm: *mut Mm, addr: c_ulong) -> *mut Pgd;
+    /// The p4d entry for `addr`, or NULL if empty or bad.
+    pub(crate) fn rksm_p4d(pgd: *mut Pgd, addr: c_ulong) -> *mut P4d;
+    /// The pud entry for `addr`, or NULL if empty, bad or huge.
+    pub(crate) fn rksm_pud(p4d: *mut P4d, addr: c_ulong) -> *mut Pud;
+    /// The pmd entry for `addr`.
+    pub(crate) fn rksm_pmd(pud: *mut Pud, addr: c_ulong) -> *mut Pmd;
+    /// `PMD_TABLE`, `PMD_HUGE` or 0 (nothing to scan).
+    pub(crate) fn rksm_pmd_kind(pmd: *mut Pmd) -> c_int;
+    /// `pgd_addr_end`.
+    pub(crate) fn rksm_pgd_end(addr: c_ulong, end: c_ulong) -> c_ulong;
+    /// `p4d_addr_end`.
+    pub(crate) fn rksm_p4d_end(addr: c_ulong, end: c_ulong) -> c_ulong;
+    /// `pud_addr_end`.
+    pub(crate) fn rksm_pud_end(addr: c_ulong, end: c_ulong) -> c_ulong;
+    /// `pmd_addr_end`.
+    pub(crate) fn rksm_pmd_end(addr: c_ulong, end: c_ulong) -> c_ulong;
+    /// Collects up to `max` present pages of one PTE table in `[addr, end)`.
+    ///
+    /// # Safety
+    ///
+    /// The mmap lock of `mm` is held; `pmd` came from [`rksm_pmd`] under it; `[addr, end)` lies
+    /// within one pmd; `hits` is valid for `max` writes and `next` for one.
+    pub(crate) fn rksm_scan_ptes(
+        mm: *mut Mm,
+        pmd: *mut Pmd,
+        addr: c_ulong,
+        end: c_ulong,
+        stable_file: *mut File,
+        hits: *mut Hit,
+        max: c_int,
+        next: *mut c_ulong,
+    ) -> c_int;
+
+    /// xxh64 of the page's content.
+    pub(crate) fn rksm_page_hash(page: *mut Page) -> u64;
+    /// Whether the page is all zero.
+    pub(crate) fn rksm_page_is_zero(page: *mut Page) -> bool;
+    /// Whether two pages have the same content.
+    pub(crate) fn rksm_pages_equal(a: *mut Page, b: *mut Page) -> bool;
+    /// Drops a folio reference taken by the shim.
+    pub(crate) fn rksm_page_put(page: *mut Page);
+    /// `lru_add_drain_all`.
+    pub(crate) fn rksm_lru_add_drain_all();
+
+    /// Replaces the PTE at `addr` mapping `old` by a read-only one of `new` (NULL: the zero
+    /// page) if the contents match and `old` is not pinned; 0 or a `MERGE_*` reason.
+    ///
+    /// # Safety
+    ///
+    /// The mmap lock of `vma`'s mm is held for read; `vma` contains `addr`; the caller holds a
+    /// reference on `old` and, if not NULL, on `new`.
+    pub(crate) fn rksm_replace_pte(
+        vma: *mut Vma,
+        addr: c_ulong,
+        old: *mut Page,
+        new: *mut Page,
+    ) -> c_int;
+    /// What `addr` maps now: `HIT_ZERO`, `HIT_STABLE` or 0.
+    pub(crate) fn rksm_pte_kind(mm: *mut Mm, addr: c_ulong, stable_file: *mut File) -> c_int;
+    /// Gives `addr` a private anonymous page again (a forced write fault).
+    pub(crate) fn rksm_break_cow(mm: *mut Mm, addr: c_ulong) -> c_int;
+    /// xxh64 of an all-zero page.
+    pub(crate) fn rksm_zero_page_hash() -> u64;
+    /// KSM's `run` value (0 if unreadable).
+    pub(crate) fn rksm_ksm_run() -> c_int;
+    /// Asks rksmd to unmerge everything and waits; 0 or `-ERESTARTSYS`.
+    pub(crate) fn rksm_unmerge_request_wait() -> c_int;
+    /// The newest unserved unmerge request, or 0.
+    pub(crate) fn rksm_unmerge_pending() -> c_int;
+    /// Marks requests up to `ticket` served.
+    pub(crate) fn rksm_unmerge_complete(ticket: c_int);
 }

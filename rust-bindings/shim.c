@@ -6,12 +6,25 @@
  */
 #include <linux/err.h>
 #include <linux/freezer.h>
+#include <linux/highmem.h>
+#include <linux/huge_mm.h>
 #include <linux/kobject.h>
 #include <linux/kthread.h>
 #include <linux/mm.h>
+#include <linux/mmu_notifier.h>
+#include <linux/pagemap.h>
+#include <linux/rmap.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/shmem_fs.h>
 #include <linux/slab.h>
+#include <linux/swap.h>
 #include <linux/sysfs.h>
+#include <linux/userfaultfd_k.h>
 #include <linux/wait.h>
+#include <linux/xxhash.h>
+
+#include "shim.h"
 
 /* ---- sysfs: /sys/kernel/mm/rksm ------------------------------------------ */
 
@@ -136,7 +149,8 @@ void rksm_scanner_wait(unsigned int msecs)
 
 	wait_event_freezable_timeout(rksm_scanner_wq,
 				     kthread_should_stop() ||
-				     atomic_xchg(&rksm_scanner_kicked, 0),
+				     atomic_xchg(&rksm_scanner_kicked, 0) ||
+				     rksm_unmerge_pending(),
 				     timeout);
 }
 
@@ -149,4 +163,486 @@ void rksm_scanner_kick(void)
 void rksm_cond_resched(void)
 {
 	cond_resched();
+}
+
+/* ---- processes and their mms ------------------------------------------------ */
+
+static bool rksm_mm_opted_in(struct mm_struct *mm)
+{
+	return mm_flags_test(MMF_VM_MERGEABLE, mm) || mm_flags_test(MMF_VM_MERGE_ANY, mm);
+}
+
+/*
+ * Store up to @max opted-in mms in @out, each with an mm_count reference
+ * (mmgrab), and return how many there are in all. Walks the task list
+ * under RCU; get_task_mm-style task_lock keeps ->mm stable while we look.
+ */
+int rksm_collect_mms(struct mm_struct **out, int max)
+{
+	struct task_struct *p;
+	int n = 0;
+
+	rcu_read_lock();
+	for_each_process(p) {
+		struct mm_struct *mm;
+
+		if (p->flags & PF_KTHREAD)
+			continue;
+		task_lock(p);
+		mm = p->mm;
+		if (mm && rksm_mm_opted_in(mm)) {
+			if (n < max) {
+				mmgrab(mm);
+				out[n] = mm;
+			}
+			n++;
+		}
+		task_unlock(p);
+	}
+	rcu_read_unlock();
+	return n;
+}
+
+bool rksm_mm_opted_in_now(struct mm_struct *mm)
+{
+	return rksm_mm_opted_in(mm);
+}
+
+void rksm_mmdrop(struct mm_struct *mm)
+{
+	mmdrop(mm);
+}
+
+bool rksm_mmget_not_zero(struct mm_struct *mm)
+{
+	return mmget_not_zero(mm);
+}
+
+void rksm_mmput(struct mm_struct *mm)
+{
+	mmput(mm);
+}
+
+void rksm_mmap_read_lock(struct mm_struct *mm)
+{
+	mmap_read_lock(mm);
+}
+
+void rksm_mmap_read_unlock(struct mm_struct *mm)
+{
+	mmap_read_unlock(mm);
+}
+
+/* A writer waits for the mmap lock: let it in before going on. */
+bool rksm_mmap_lock_contended(struct mm_struct *mm)
+{
+	return mmap_lock_is_contended(mm);
+}
+
+/* ---- VMAs ----------------------------------------------------------------------- */
+
+/* The first VMA that ends above @addr, or NULL. mmap_lock held. */
+struct vm_area_struct *rksm_vma_next(struct mm_struct *mm, unsigned long addr)
+{
+	return find_vma(mm, addr);
+}
+
+unsigned long rksm_vma_start(struct vm_area_struct *vma)
+{
+	return vma->vm_start;
+}
+
+unsigned long rksm_vma_end(struct vm_area_struct *vma)
+{
+	return vma->vm_end;
+}
+
+int rksm_vma_kind(struct vm_area_struct *vma)
+{
+	vm_flags_t bad = VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_MIXEDMAP |
+			 VM_HUGETLB | VM_DROPPABLE;
+
+	if (vma->vm_file || (vma->vm_flags & bad) || !vma->anon_vma || userfaultfd_armed(vma))
+		return RKSM_VMA_OTHER;
+	return (vma->vm_flags & VM_MERGEABLE) ? RKSM_VMA_MERGEABLE : RKSM_VMA_ANON;
+}
+
+/* ---- page-table walk ------------------------------------------------------------ */
+/*
+ * Each level helper returns the entry for @addr, or NULL when it is empty or
+ * bad, so the walker skips the whole range it covers with one check. Bad
+ * entries are skipped, never cleared: that is the fault path's business.
+ */
+
+pgd_t *rksm_pgd(struct mm_struct *mm, unsigned long addr)
+{
+	pgd_t *pgd = pgd_offset(mm, addr);
+
+	return pgd_none(*pgd) || pgd_bad(*pgd) ? NULL : pgd;
+}
+
+p4d_t *rksm_p4d(pgd_t *pgd, unsigned long addr)
+{
+	p4d_t *p4d = p4d_offset(pgd, addr);
+
+	return p4d_none(*p4d) || p4d_bad(*p4d) ? NULL : p4d;
+}
+
+pud_t *rksm_pud(p4d_t *p4d, unsigned long addr)
+{
+	pud_t *pud = pud_offset(p4d, addr);
+	pud_t val = pudp_get(pud);
+
+	return pud_none(val) || !pud_present(val) || pud_leaf(val) || pud_bad(val) ? NULL : pud;
+}
+
+pmd_t *rksm_pmd(pud_t *pud, unsigned long addr)
+{
+	return pmd_offset(pud, addr);
+}
+
+int rksm_pmd_kind(pmd_t *pmd)
+{
+	pmd_t val = pmdp_get_lockless(pmd);
+
+	if (pmd_none(val) || !pmd_present(val))
+		return RKSM_PMD_NONE;
+	if (pmd_trans_huge(val))
+		return RKSM_PMD_HUGE;
+	return pmd_bad(val) ? RKSM_PMD_NONE : RKSM_PMD_TABLE;
+}
+
+unsigned long rksm_pgd_end(unsigned long addr, unsigned long end)
+{
+	return pgd_addr_end(addr, end);
+}
+
+unsigned long rksm_p4d_end(unsigned long addr, unsigned long end)
+{
+	return p4d_addr_end(addr, end);
+}
+
+unsigned long rksm_pud_end(unsigned long addr, unsigned long end)
+{
+	return pud_addr_end(addr, end);
+}
+
+unsigned long rksm_pmd_end(unsigned long addr, unsigned long end)
+{
+	return pmd_addr_end(addr, end);
+}
+
+/*
+ * Collect up to @max present pages mapped by the PTE table of @pmd in
+ * [@addr, @end) (within one pmd) into @hits, each with a folio reference.
+ * *@next is where the next call should start. Returns the hit count, or 0
+ * if the table went away. @stable_file: rksm's file, to tell merged pages.
+ */
+int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, unsigned long addr, unsigned long end,
+		   struct file *stable_file, struct rksm_hit *hits, int max,
+		   unsigned long *next)
+{
+	spinlock_t *ptl;
+	pte_t *start, *pte;
+	int n = 0;
+
+	*next = end;
+	start = pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
+	if (!pte)
+		return 0;
+	for (; addr < end; addr += PAGE_SIZE, pte++) {
+		pte_t val = ptep_get(pte);
+		unsigned long pfn;
+		struct folio *folio;
+		struct page *page;
+		unsigned int kind;
+
+		if (n == max) {
+			*next = addr;
+			break;
+		}
+		if (!pte_present(val))
+			continue;
+		pfn = pte_pfn(val);
+		if (is_zero_pfn(pfn)) {
+			hits[n++] = (struct rksm_hit){ .addr = addr, .kind = RKSM_HIT_ZERO };
+			continue;
+		}
+		if (pte_special(val) || !pfn_valid(pfn))
+			continue;
+		page = pfn_to_page(pfn);
+		folio = page_folio(page);
+		if (folio_is_zone_device(folio) || folio_test_ksm(folio))
+			continue;
+		if (folio_test_anon(folio))
+			kind = folio_test_large(folio) ? RKSM_HIT_ANON_LARGE : RKSM_HIT_ANON;
+		else if (stable_file && folio->mapping == stable_file->f_mapping)
+			kind = RKSM_HIT_STABLE;
+		else
+			continue;
+		if (!folio_try_get(folio))
+			continue;
+		hits[n++] = (struct rksm_hit){ .addr = addr, .page = page, .kind = kind };
+	}
+	pte_unmap_unlock(start, ptl);
+	return n;
+}
+
+/* ---- pages ---------------------------------------------------------------------- */
+
+u64 rksm_page_hash(struct page *page)
+{
+	void *p = kmap_local_page(page);
+	u64 h = xxh64(p, PAGE_SIZE, 0);
+
+	kunmap_local(p);
+	return h;
+}
+
+bool rksm_page_is_zero(struct page *page)
+{
+	void *p = kmap_local_page(page);
+	bool zero = !memchr_inv(p, 0, PAGE_SIZE);
+
+	kunmap_local(p);
+	return zero;
+}
+
+bool rksm_pages_equal(struct page *a, struct page *b)
+{
+	void *pa = kmap_local_page(a);
+	void *pb = kmap_local_page(b);
+	bool eq = !memcmp(pa, pb, PAGE_SIZE);
+
+	kunmap_local(pb);
+	kunmap_local(pa);
+	return eq;
+}
+
+/* Drop the reference rksm_scan_ptes() or rksm_stable_page() took. */
+void rksm_page_put(struct page *page)
+{
+	folio_put(page_folio(page));
+}
+
+void rksm_lru_add_drain_all(void)
+{
+	lru_add_drain_all();
+}
+
+/* ---- merge: replace one PTE ----------------------------------------------------- */
+
+/* Lock and return the PTE that maps @addr, or NULL. Like KSM's mm_find_pmd + map. */
+static pte_t *rksm_pte_lock(struct mm_struct *mm, unsigned long addr, spinlock_t **ptl)
+{
+	pgd_t *pgd = rksm_pgd(mm, addr);
+	p4d_t *p4d = pgd ? rksm_p4d(pgd, addr) : NULL;
+	pud_t *pud = p4d ? rksm_pud(p4d, addr) : NULL;
+	pmd_t *pmd = pud ? pmd_offset(pud, addr) : NULL;
+
+	if (!pmd || rksm_pmd_kind(pmd) != RKSM_PMD_TABLE)
+		return NULL;
+	return pte_offset_map_lock(mm, pmd, addr, ptl);
+}
+
+/*
+ * Replace the PTE of @vma at @addr, which maps @old (a small anonymous page
+ * we hold a reference on), by a read-only mapping of @new (a stable page), or
+ * of the shared zero page if @new is NULL. Only if @old's content equals
+ * @new's (or is all zero) and nobody else holds a reference to @old. The
+ * sequence is the one in stable-pages.md ("The merge step"). mmap_lock held
+ * for read. Returns 0 or an RKSM_MERGE_* reason.
+ */
+int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,
+		     struct page *new)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct folio *folio = page_folio(old);
+	struct folio *kfolio = new ? page_folio(new) : NULL;
+	struct mmu_notifier_range range;
+	spinlock_t *ptl;
+	pte_t *ptep, entry, newpte;
+	int ret;
+
+	if (!folio_test_anon(folio) || folio_test_ksm(folio))
+		return RKSM_MERGE_GONE;
+	if (kfolio && !folio_trylock(kfolio))
+		return RKSM_MERGE_CONTENDED;
+	if (!folio_trylock(folio)) {
+		ret = RKSM_MERGE_CONTENDED;
+		goto out_kunlock;
+	}
+	if (folio_test_large(folio)) {
+		struct folio *large = folio;
+
+		/* Like KSM: split a THP when one of its pages is worth merging. */
+		if (split_folio(large)) {
+			ret = RKSM_MERGE_LARGE;
+			goto out_unlock;
+		}
+		/*
+		 * Our lock and reference stay with the first page's folio. Move
+		 * them to @old's, so the caller's rksm_page_put(@old) matches.
+		 */
+		folio = page_folio(old);
+		if (folio != large) {
+			folio_get(folio);
+			folio_unlock(large);
+			folio_put(large);
+			if (!folio_trylock(folio)) {
+				ret = RKSM_MERGE_CONTENDED;
+				goto out_kunlock;
+			}
+		}
+	}
+
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr, addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+
+	ret = RKSM_MERGE_GONE;
+	ptep = rksm_pte_lock(mm, addr, &ptl);
+	if (!ptep)
+		goto out_mn;
+	entry = ptep_get(ptep);
+	if (!pte_present(entry) || pte_pfn(entry) != page_to_pfn(old) || pte_uffd(entry))
+		goto out_pte;
+
+	/* No CPU can write @old from here on, and GUP-fast cannot take a new reference. */
+	entry = ptep_clear_flush(vma, addr, ptep);
+	if (folio_mapcount(folio) + 1 + folio_test_swapcache(folio) != folio_ref_count(folio)) {
+		ret = RKSM_MERGE_PINNED;
+		goto out_restore;
+	}
+	if (new ? !rksm_pages_equal(old, new) : !rksm_page_is_zero(old)) {
+		ret = RKSM_MERGE_CHANGED;
+		goto out_restore;
+	}
+
+	if (new) {
+		folio_get(kfolio);
+		folio_add_file_rmap_pte(kfolio, new, vma);
+		newpte = pte_wrprotect(mk_pte(new, vma->vm_page_prot));
+		add_mm_counter(mm, MM_SHMEMPAGES, 1);
+	} else {
+		/* Clean, unlike KSM's dirty marker: it is an ordinary zero-page PTE. */
+		newpte = pte_mkspecial(pfn_pte(zero_pfn(addr), vma->vm_page_prot));
+	}
+	set_pte_at(mm, addr, ptep, newpte);
+	folio_remove_rmap_pte(folio, old, vma);
+	add_mm_counter(mm, MM_ANONPAGES, -1);
+	folio_put(folio); /* the reference the PTE held */
+	ret = 0;
+	goto out_pte;
+
+out_restore:
+	set_pte_at(mm, addr, ptep, entry);
+out_pte:
+	pte_unmap_unlock(ptep, ptl);
+out_mn:
+	mmu_notifier_invalidate_range_end(&range);
+out_unlock:
+	folio_unlock(folio);
+out_kunlock:
+	if (kfolio)
+		folio_unlock(kfolio);
+	return ret;
+}
+
+/*
+ * What @addr maps now: RKSM_HIT_ZERO, RKSM_HIT_STABLE (a page of
+ * @stable_file), or 0 for anything else. mmap_lock held.
+ */
+int rksm_pte_kind(struct mm_struct *mm, unsigned long addr, struct file *stable_file)
+{
+	spinlock_t *ptl;
+	pte_t *ptep = rksm_pte_lock(mm, addr, &ptl);
+	int kind = 0;
+	pte_t val;
+
+	if (!ptep)
+		return 0;
+	val = ptep_get(ptep);
+	if (pte_present(val)) {
+		unsigned long pfn = pte_pfn(val);
+
+		if (is_zero_pfn(pfn))
+			kind = RKSM_HIT_ZERO;
+		else if (stable_file && !pte_special(val) && pfn_valid(pfn) &&
+			 page_folio(pfn_to_page(pfn))->mapping == stable_file->f_mapping)
+			kind = RKSM_HIT_STABLE;
+	}
+	pte_unmap_unlock(ptep, ptl);
+	return kind;
+}
+
+/*
+ * Give @addr a private anonymous page again: a forced write fault, as a
+ * write through /proc/pid/mem does, makes the kernel's COW copy the zero or
+ * stable page. mmap_lock held for read (locked == NULL: GUP keeps it held).
+ */
+int rksm_break_cow(struct mm_struct *mm, unsigned long addr)
+{
+	struct page *page;
+	long n = get_user_pages_remote(mm, addr, 1, FOLL_WRITE | FOLL_FORCE, &page, NULL);
+
+	if (n != 1)
+		return n < 0 ? n : -EFAULT;
+	put_page(page);
+	return 0;
+}
+
+u64 rksm_zero_page_hash(void)
+{
+	return rksm_page_hash(ZERO_PAGE(0));
+}
+
+/* ---- living beside KSM ------------------------------------------------------------ */
+
+/*
+ * KSM's run knob, read the way userspace reads it (KSM keeps it private).
+ * 0 if it cannot be read: KSM is then not built in and cannot interfere.
+ */
+int rksm_ksm_run(void)
+{
+	struct file *f = filp_open("/sys/kernel/mm/ksm/run", O_RDONLY, 0);
+	char buf[8] = "";
+	loff_t pos = 0;
+	ssize_t n;
+
+	if (IS_ERR(f))
+		return 0;
+	n = kernel_read(f, buf, sizeof(buf) - 1, &pos);
+	filp_close(f, NULL);
+	return n > 0 ? buf[0] - '0' : 0;
+}
+
+/* ---- run=2: the writer waits until rksmd has unmerged everything ------------------ */
+
+static atomic_t rksm_unmerge_requested = ATOMIC_INIT(0);
+static atomic_t rksm_unmerge_done = ATOMIC_INIT(0);
+static DECLARE_WAIT_QUEUE_HEAD(rksm_unmerge_wq);
+
+/* Ask rksmd to unmerge everything and wait for it. 0, or -ERESTARTSYS on a signal. */
+int rksm_unmerge_request_wait(void)
+{
+	int ticket = atomic_inc_return(&rksm_unmerge_requested);
+
+	rksm_scanner_kick();
+	return wait_event_interruptible(rksm_unmerge_wq,
+					atomic_read(&rksm_unmerge_done) - ticket >= 0);
+}
+
+/* The newest unmerge request rksmd has not served, or 0. */
+int rksm_unmerge_pending(void)
+{
+	int req = atomic_read(&rksm_unmerge_requested);
+
+	return req != atomic_read(&rksm_unmerge_done) ? req : 0;
+}
+
+/* rksmd served every request up to @ticket. */
+void rksm_unmerge_complete(int ticket)
+{
+	atomic_set(&rksm_unmerge_done, ticket);
+	wake_up_all(&rksm_unmerge_wq);
 }

@@ -8,4 +8,5 @@
 // Items are `pub(crate)` for the module's sake, so only the tests use them here.
 #![allow(dead_code)]
 
+mod intervals;
 mod knobs;

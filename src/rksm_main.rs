@@ -4,12 +4,21 @@
 //!
 //! This crate root only wires the parts together; see README.md for the design.
 
+// TEMPORARY while the stable tree lands.
+#![allow(dead_code)]
+
 use kernel::prelude::*;
 
+mod engine;
 #[path = "../rust-bindings/ffi.rs"]
 mod ffi;
+mod intervals;
 mod knobs;
+mod mm;
+mod page;
+mod range_walk;
 mod scanner;
+mod stats;
 mod sysfs;
 
 module! {

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The `rksmd` kthread: paces scan rounds by `pages_to_scan` and
-//! `sleep_millisecs`, and sleeps while `run` is not 1.
+//! The `rksmd` kthread: paces scan rounds by `pages_to_scan` and `sleep_millisecs`, sleeps
+//! while `run` is not 1, serves `run=2`, and steps aside while KSM runs.
 
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
 
+use crate::engine::Engine;
 use crate::ffi;
 use crate::knobs::{KnobId, RUN_MERGE, RUN_STOP, RUN_UNMERGE};
 use crate::sysfs::knob;
+
+/// Rounds between two looks at KSM's `run` (reading it opens a sysfs file).
+const KSM_CHECK_ROUNDS: u32 = 64;
 
 /// Wakes `rksmd` so it re-reads the knobs now rather than after its sleep.
 pub(crate) fn kick() {
@@ -16,15 +20,37 @@ pub(crate) fn kick() {
     unsafe { ffi::rksm_scanner_kick() };
 }
 
+fn ksm_running() -> bool {
+    // SAFETY: process context; the shim only reads a sysfs file.
+    unsafe { ffi::rksm_ksm_run() == 1 }
+}
+
 /// Applies a write to `run`.
 pub(crate) fn set_run(run: &Atomic<u64>, value: u64) -> Result {
     match value {
-        RUN_STOP | RUN_MERGE => run.store(value, Relaxed),
-        // Nothing is merged yet, so unmerging everything is done at once.
-        RUN_UNMERGE => run.store(RUN_STOP, Relaxed),
+        RUN_MERGE => {
+            // Two engines merging the same pages would undo each other's work.
+            if ksm_running() {
+                pr_warn!("KSM is running (/sys/kernel/mm/ksm/run is 1): stop it first\n");
+                return Err(EBUSY);
+            }
+            run.store(value, Relaxed);
+            kick();
+        }
+        RUN_STOP => run.store(value, Relaxed),
+        RUN_UNMERGE => {
+            // Stop merging first, then wait until rksmd has undone every merge, as a write
+            // of 2 to KSM's run returns only when everything is unmerged.
+            run.store(RUN_STOP, Relaxed);
+            // SAFETY: process context (a sysfs write); rksmd runs while sysfs exists.
+            let err = unsafe { ffi::rksm_unmerge_request_wait() };
+            if err != 0 {
+                return Err(Error::from_errno(err));
+            }
+            run.store(value, Relaxed);
+        }
         _ => return Err(EINVAL),
     }
-    kick();
     Ok(())
 }
 
@@ -72,9 +98,24 @@ fn should_stop() -> bool {
 extern "C" fn rksmd(_data: *mut c_void) -> c_int {
     // SAFETY: we are the kthread.
     unsafe { ffi::rksm_kthread_set_freezable() };
+    let mut engine = Engine::new();
+    let mut rounds: u32 = 0;
     while !should_stop() {
+        // SAFETY: reads two atomics.
+        let ticket = unsafe { ffi::rksm_unmerge_pending() };
+        if ticket != 0 {
+            engine.unmerge_all();
+            // SAFETY: every request up to `ticket` was served just now.
+            unsafe { ffi::rksm_unmerge_complete(ticket) };
+        }
         let timeout = if knob(KnobId::Run) == RUN_MERGE {
-            scan_round(knob(KnobId::PagesToScan));
+            rounds = rounds.wrapping_add(1);
+            if rounds % KSM_CHECK_ROUNDS == 0 && ksm_running() {
+                pr_warn!("KSM started (/sys/kernel/mm/ksm/run is 1): rksm stops scanning\n");
+                crate::sysfs::stop_running();
+            } else {
+                engine.scan_round(usize::try_from(knob(KnobId::PagesToScan)).unwrap_or(usize::MAX));
+            }
             // u32::MAX means "no timeout" to the shim; a sleep that long is the same thing.
             u32::try_from(knob(KnobId::SleepMillisecs)).unwrap_or(u32::MAX)
         } else {
@@ -84,10 +125,4 @@ extern "C" fn rksmd(_data: *mut c_void) -> c_int {
         unsafe { ffi::rksm_scanner_wait(timeout) };
     }
     0
-}
-
-/// Scans up to `budget` pages. The merging engine is not wired in yet.
-fn scan_round(_budget: u64) {
-    // SAFETY: process context, no locks held.
-    unsafe { ffi::rksm_cond_resched() };
 }

@@ -14,8 +14,11 @@ use kernel::sync::atomic::{Atomic, Relaxed};
 use crate::ffi;
 use crate::knobs::{self, KnobId, KNOBS};
 use crate::scanner;
+use crate::stats::{self, COUNTERS};
 
 const KNOB_COUNT: usize = KNOBS.len();
+/// Knobs first, then counters: a file's index says which it is.
+const FILE_COUNT: usize = KNOB_COUNT + COUNTERS.len();
 
 /// Current knob values, indexed by [`KnobId`].
 static VALUES: [Atomic<u64>; KNOB_COUNT] = [const { Atomic::new(0) }; KNOB_COUNT];
@@ -23,6 +26,11 @@ static VALUES: [Atomic<u64>; KNOB_COUNT] = [const { Atomic::new(0) }; KNOB_COUNT
 /// Reads a knob.
 pub(crate) fn knob(id: KnobId) -> u64 {
     VALUES[id as usize].load(Relaxed)
+}
+
+/// Sets `run` to 0 from inside rksm (KSM started, so rksm steps aside).
+pub(crate) fn stop_running() {
+    VALUES[KnobId::Run as usize].store(knobs::RUN_STOP, Relaxed);
 }
 
 /// The sysfs directory; removed on drop.
@@ -33,18 +41,30 @@ pub(crate) fn knob(id: KnobId) -> u64 {
 pub(crate) struct Registration(());
 
 impl Registration {
-    /// Resets every knob to its default and creates the directory.
+    /// Resets every knob to its default and every counter to 0, and creates the directory.
     pub(crate) fn new() -> Result<Self> {
         for (value, spec) in VALUES.iter().zip(KNOBS.iter()) {
             value.store(spec.default, Relaxed);
         }
-        let names: [*const c_char; KNOB_COUNT] = KNOBS.each_ref().map(|k| k.name.as_char_ptr());
-        let writable = [true; KNOB_COUNT];
-        // SAFETY: both arrays hold `KNOB_COUNT` elements and the shim copies the pointers it
+        stats::reset();
+        let mut names = [core::ptr::null(); FILE_COUNT];
+        let mut writable = [false; FILE_COUNT];
+        let knob_names = KNOBS.iter().map(|k| k.name);
+        let all_names = Iterator::chain(knob_names, COUNTERS.iter().map(|c| c.name));
+        for (i, ((name, w), file)) in names
+            .iter_mut()
+            .zip(writable.iter_mut())
+            .zip(all_names)
+            .enumerate()
+        {
+            *name = file.as_char_ptr();
+            *w = i < KNOB_COUNT;
+        }
+        // SAFETY: both arrays hold `FILE_COUNT` elements and the shim copies the pointers it
         // keeps; every name is a `'static` C string literal. Only one `Registration` exists
         // (module init creates it once), so the directory is not created twice.
         let err =
-            unsafe { ffi::rksm_sysfs_add(names.as_ptr(), writable.as_ptr(), KNOB_COUNT as c_uint) };
+            unsafe { ffi::rksm_sysfs_add(names.as_ptr(), writable.as_ptr(), FILE_COUNT as c_uint) };
         if err != 0 {
             return Err(Error::from_errno(err));
         }
@@ -61,8 +81,14 @@ impl Drop for Registration {
 }
 
 fn show(idx: usize, out: &mut Formatter<'_>) -> Result {
-    let value = VALUES.get(idx).ok_or(EINVAL)?.load(Relaxed);
-    writeln!(out, "{value}").map_err(|_| EINVAL)
+    let r = match VALUES.get(idx) {
+        Some(knob) => writeln!(out, "{}", knob.load(Relaxed)),
+        None => {
+            let counter = COUNTERS.get(idx - KNOB_COUNT).ok_or(EINVAL)?;
+            writeln!(out, "{}", (counter.read)())
+        }
+    };
+    r.map_err(|_| EINVAL)
 }
 
 fn store(idx: usize, input: &[u8]) -> Result {

@@ -119,9 +119,11 @@ TEST(run_starts_and_stops_rksmd)
 	usleep(100 * 1000);
 	EXPECT_EQ(0, rksm_write("run", "0\n"));
 	EXPECT_EQ(0, rksm_get("run"));
-	/* 2 unmerges everything, then reads back as stopped. */
+	/* 2 unmerges everything before the write returns, and reads back as 2, as in KSM. */
 	EXPECT_EQ(0, rksm_write("run", "2"));
-	EXPECT_EQ(0, rksm_get("run"));
+	EXPECT_EQ(2, rksm_get("run"));
+	EXPECT_EQ(0, rksm_get("full_scans"));
+	EXPECT_EQ(0, rksm_write("run", "0"));
 	EXPECT_EQ(pid, rksm_find_kthread("rksmd"));
 }
 

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Constants and structs shared by shim.c and rust-bindings/ffi.rs (keep both in sync). */
+#ifndef RKSM_SHIM_H
+#define RKSM_SHIM_H
+
+/* rksm_vma_kind() */
+#define RKSM_VMA_MERGEABLE	1 /* VM_MERGEABLE, private anonymous, has an anon_vma */
+#define RKSM_VMA_ANON		2 /* private anonymous, not mergeable (may hold old merges) */
+#define RKSM_VMA_OTHER		0
+
+/* rksm_pmd_kind() */
+#define RKSM_PMD_NONE		0 /* empty, not present or bad: nothing to scan */
+#define RKSM_PMD_TABLE		1 /* points to a PTE table */
+#define RKSM_PMD_HUGE		2 /* maps a THP */
+
+/* struct rksm_hit.kind */
+#define RKSM_HIT_ANON		1 /* small anonymous page: a merge candidate */
+#define RKSM_HIT_ANON_LARGE	2 /* subpage of a large anonymous folio */
+#define RKSM_HIT_STABLE		3 /* a page of rksm's stable file: already merged */
+#define RKSM_HIT_ZERO		4 /* the shared zero page */
+
+/* One present PTE found by rksm_scan_ptes(). @page holds a reference unless ZERO. */
+struct rksm_hit {
+	unsigned long addr;
+	struct page *page;
+	unsigned int kind;
+};
+
+/* rksm_replace_pte() results, besides 0 */
+#define RKSM_MERGE_GONE		1 /* the PTE no longer maps the page */
+#define RKSM_MERGE_PINNED	2 /* extra references: GUP pin, I/O, swap cache race */
+#define RKSM_MERGE_CHANGED	3 /* the content differs now */
+#define RKSM_MERGE_CONTENDED	4 /* folio lock held by someone else */
+#define RKSM_MERGE_LARGE	5 /* the page is part of a large folio that could not be split */
+
+/* Every function shim.c exports to the Rust side (declared again in ffi.rs). */
+struct file;
+struct mm_struct;
+struct page;
+struct task_struct;
+struct vm_area_struct;
+
+int rksm_sysfs_add(const char *const *names, const bool *writable, unsigned int n);
+void rksm_sysfs_remove(void);
+int rksm_kthread_run(int (*fn)(void *), void *data, struct task_struct **task);
+void rksm_kthread_stop(struct task_struct *task);
+bool rksm_kthread_should_stop(void);
+void rksm_kthread_set_freezable(void);
+void rksm_scanner_wait(unsigned int msecs);
+void rksm_scanner_kick(void);
+void rksm_cond_resched(void);
+int rksm_collect_mms(struct mm_struct **out, int max);
+bool rksm_mm_opted_in_now(struct mm_struct *mm);
+void rksm_mmdrop(struct mm_struct *mm);
+bool rksm_mmget_not_zero(struct mm_struct *mm);
+void rksm_mmput(struct mm_struct *mm);
+void rksm_mmap_read_lock(struct mm_struct *mm);
+void rksm_mmap_read_unlock(struct mm_struct *mm);
+bool rksm_mmap_lock_contended(struct mm_struct *mm);
+struct vm_area_struct *rksm_vma_next(struct mm_struct *mm, unsigned long addr);
+unsigned long rksm_vma_start(struct vm_area_struct *vma);
+unsigned long rksm_vma_end(struct vm_area_struct *vma);
+int rksm_vma_kind(struct vm_area_struct *vma);
+pgd_t *rksm_pgd(struct mm_struct *mm, unsigned long addr);
+p4d_t *rksm_p4d(pgd_t *pgd, unsigned long addr);
+pud_t *rksm_pud(p4d_t *p4d, unsigned long addr);
+pmd_t *rksm_pmd(pud_t *pud, unsigned long addr);
+int rksm_pmd_kind(pmd_t *pmd);
+unsigned long rksm_pgd_end(unsigned long addr, unsigned long end);
+unsigned long rksm_p4d_end(unsigned long addr, unsigned long end);
+unsigned long rksm_pud_end(unsigned long addr, unsigned long end);
+unsigned long rksm_pmd_end(unsigned long addr, unsigned long end);
+int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, unsigned long addr, unsigned long end,
+		   struct file *stable_file, struct rksm_hit *hits, int max,
+		   unsigned long *next);
+u64 rksm_page_hash(struct page *page);
+bool rksm_page_is_zero(struct page *page);
+bool rksm_pages_equal(struct page *a, struct page *b);
+void rksm_page_put(struct page *page);
+void rksm_lru_add_drain_all(void);
+int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,
+		     struct page *new);
+int rksm_pte_kind(struct mm_struct *mm, unsigned long addr, struct file *stable_file);
+int rksm_break_cow(struct mm_struct *mm, unsigned long addr);
+u64 rksm_zero_page_hash(void);
+int rksm_ksm_run(void);
+int rksm_unmerge_request_wait(void);
+int rksm_unmerge_pending(void);
+void rksm_unmerge_complete(int ticket);
+
+#endif /* RKSM_SHIM_H */

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! [`PageRef`]: a page rksm holds a reference on.
+
+use core::ptr::NonNull;
+
+use crate::ffi;
+
+/// A page with a folio reference owned by this object, so it cannot be freed while we hash,
+/// compare or merge it.
+///
+/// # Invariants
+///
+/// `ptr` is a valid `struct page` whose folio has one reference owned by this object.
+pub(crate) struct PageRef {
+    ptr: NonNull<ffi::Page>,
+}
+
+// SAFETY: a folio reference may be dropped from any process context.
+unsafe impl Send for PageRef {}
+
+impl PageRef {
+    /// Takes ownership of a reference the shim took.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a valid page whose folio carries one reference that the caller hands over.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<ffi::Page>) -> Self {
+        // INVARIANT: the caller hands over one reference.
+        Self { ptr }
+    }
+
+    pub(crate) fn as_raw(&self) -> *mut ffi::Page {
+        self.ptr.as_ptr()
+    }
+
+    /// xxh64 of the content.
+    pub(crate) fn hash(&self) -> u64 {
+        // SAFETY: the page is valid while we hold the reference (type invariant).
+        unsafe { ffi::rksm_page_hash(self.as_raw()) }
+    }
+
+    /// Whether every byte is zero.
+    pub(crate) fn is_zero(&self) -> bool {
+        // SAFETY: the page is valid while we hold the reference (type invariant).
+        unsafe { ffi::rksm_page_is_zero(self.as_raw()) }
+    }
+
+    /// Whether both pages hold the same bytes right now.
+    #[allow(dead_code)] // Used by the stable tree.
+    pub(crate) fn same_content(&self, other: &PageRef) -> bool {
+        // SAFETY: both pages are valid while their references are held (type invariant).
+        unsafe { ffi::rksm_pages_equal(self.as_raw(), other.as_raw()) }
+    }
+}
+
+impl Drop for PageRef {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we own one reference.
+        unsafe { ffi::rksm_page_put(self.as_raw()) };
+    }
+}

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! rksm's page-table walker: from a start address to an end inside one VMA, it yields the
+//! present pages and skips an empty pgd, p4d, pud or pmd with one check each, so a pass costs
+//! in proportion to what is populated, not to the size of the VMA.
+
+use core::ptr::NonNull;
+
+use kernel::prelude::*;
+
+use crate::ffi;
+use crate::mm::MmapReadGuard;
+use crate::page::PageRef;
+
+/// A present page the walker found.
+pub(crate) enum Found {
+    /// An anonymous page, merge candidate (`large`: part of a large folio).
+    Anon {
+        addr: usize,
+        page: PageRef,
+        large: bool,
+    },
+    /// A page of rksm's stable file: already merged.
+    Stable { addr: usize, page: PageRef },
+    /// The shared zero page.
+    Zero { addr: usize },
+}
+
+/// How many PTEs one shim call may report; bounds the stack used for hits.
+const BATCH: usize = 32;
+
+/// What one walk saw besides the pages it handed out.
+#[derive(Default)]
+pub(crate) struct WalkStats {
+    /// Pages inside PMD-mapped THPs, which the walker does not descend into.
+    pub(crate) thp_pages: usize,
+}
+
+/// Walks `[start, end)` (inside one VMA of `guard`'s mm) and calls `f` for each present page
+/// until `budget` anonymous or stable pages were found. Returns where to continue: `end`
+/// when the range is done.
+pub(crate) fn walk(
+    guard: &MmapReadGuard<'_>,
+    start: usize,
+    end: usize,
+    budget: &mut usize,
+    stable_file: *mut ffi::File,
+    stats: &mut WalkStats,
+    mut f: impl FnMut(Found),
+) -> usize {
+    let mm = guard.raw_mm();
+    let end_c = end as c_ulong;
+    let mut addr = start as c_ulong;
+    while addr < end_c && *budget > 0 {
+        // The mmap lock held by `guard` keeps the page tables down to the pmd allocated; the
+        // shim reads entries without changing them.
+        // SAFETY: `mm` is pinned and its mmap lock is held by `guard`.
+        let pgd = unsafe { ffi::rksm_pgd(mm, addr) };
+        if pgd.is_null() {
+            // SAFETY: pure arithmetic.
+            addr = unsafe { ffi::rksm_pgd_end(addr, end_c) };
+            continue;
+        }
+        // SAFETY: as above; `pgd` is a present entry for `addr`.
+        let p4d = unsafe { ffi::rksm_p4d(pgd, addr) };
+        if p4d.is_null() {
+            // SAFETY: pure arithmetic.
+            addr = unsafe { ffi::rksm_p4d_end(addr, end_c) };
+            continue;
+        }
+        // SAFETY: as above; `p4d` is a present entry for `addr`.
+        let pud = unsafe { ffi::rksm_pud(p4d, addr) };
+        if pud.is_null() {
+            // SAFETY: pure arithmetic.
+            addr = unsafe { ffi::rksm_pud_end(addr, end_c) };
+            continue;
+        }
+        // SAFETY: pure arithmetic.
+        let pud_end = unsafe { ffi::rksm_pud_end(addr, end_c) };
+        // One pud covers up to 512 pmds: walk them here rather than descending again.
+        while addr < pud_end && *budget > 0 {
+            // SAFETY: pure arithmetic.
+            let next = unsafe { ffi::rksm_pmd_end(addr, pud_end) };
+            // SAFETY: `pud` is a present table entry covering `addr`.
+            let pmd = unsafe { ffi::rksm_pmd(pud, addr) };
+            // SAFETY: `pmd` points into a table kept by the mmap lock.
+            match unsafe { ffi::rksm_pmd_kind(pmd) } {
+                ffi::PMD_TABLE => {
+                    addr = scan_table(guard, pmd, addr, next, budget, stable_file, &mut f);
+                }
+                ffi::PMD_HUGE => {
+                    stats.thp_pages += ((next - addr) as usize) / kernel::page::PAGE_SIZE;
+                    addr = next;
+                }
+                _ => addr = next,
+            }
+            // SAFETY: process context, no spinlock held.
+            unsafe { ffi::rksm_cond_resched() };
+        }
+    }
+    (addr as usize).min(end)
+}
+
+/// Scans one PTE table from `addr` to `end` in batches; returns where it stopped.
+fn scan_table(
+    guard: &MmapReadGuard<'_>,
+    pmd: *mut ffi::Pmd,
+    mut addr: c_ulong,
+    end: c_ulong,
+    budget: &mut usize,
+    stable_file: *mut ffi::File,
+    f: &mut impl FnMut(Found),
+) -> c_ulong {
+    let mut hits = [ffi::Hit {
+        addr: 0,
+        page: core::ptr::null_mut(),
+        kind: 0,
+    }; BATCH];
+    while addr < end && *budget > 0 {
+        let max = (*budget).min(BATCH) as c_int;
+        let mut next: c_ulong = end;
+        // SAFETY: the mmap lock is held; `pmd` came from `rksm_pmd` under it; `[addr, end)`
+        // lies within this pmd; `hits` has room for `max <= BATCH` entries.
+        let n = unsafe {
+            ffi::rksm_scan_ptes(
+                guard.raw_mm(),
+                pmd,
+                addr,
+                end,
+                stable_file,
+                hits.as_mut_ptr(),
+                max,
+                &mut next,
+            )
+        };
+        let n = usize::try_from(n).unwrap_or(0).min(BATCH);
+        for hit in &hits[..n] {
+            let a = hit.addr;
+            let Some(ptr) = NonNull::new(hit.page) else {
+                f(Found::Zero { addr: a });
+                continue;
+            };
+            // SAFETY: the shim took a folio reference for every hit with a page.
+            let page = unsafe { PageRef::from_raw(ptr) };
+            *budget = budget.saturating_sub(1);
+            match hit.kind {
+                ffi::HIT_STABLE => f(Found::Stable { addr: a, page }),
+                kind => f(Found::Anon {
+                    addr: a,
+                    page,
+                    large: kind == ffi::HIT_ANON_LARGE,
+                }),
+            }
+        }
+        addr = next;
+    }
+    addr
+}
