@@ -130,13 +130,13 @@ extern "C" {
     /// `cond_resched()`.
     pub(crate) fn rksm_cond_resched();
 
-    /// Stores up to `max` opted-in mms in `out`, each with an `mmgrab` reference; returns how
-    /// many there are.
+    /// Stores up to `max` mms (opted-in ones, or with `all` every user mm) in `out`, each with
+    /// an `mmgrab` reference; returns how many there are.
     ///
     /// # Safety
     ///
     /// `out` is valid for `max` writes. Process context, no spinlocks held.
-    pub(crate) fn rksm_collect_mms(out: *mut *mut Mm, max: c_int) -> c_int;
+    pub(crate) fn rksm_collect_mms(out: *mut *mut Mm, max: c_int, all: bool) -> c_int;
     /// Whether `mm` is opted in (MMF_VM_MERGEABLE or MMF_VM_MERGE_ANY).
     pub(crate) fn rksm_mm_opted_in_now(mm: *mut Mm) -> bool;
     /// Drops an `mmgrab` reference.
@@ -208,17 +208,19 @@ extern "C" {
     pub(crate) fn rksm_lru_add_drain_all();
 
     /// Replaces the PTE at `addr` mapping `old` by a read-only one of `new` (NULL: the zero
-    /// page) if the contents match and `old` is not pinned; 0 or a `MERGE_*` reason.
+    /// page) if the contents match and `old` is not pinned; 0 or a `MERGE_*` reason. `*split`
+    /// tells whether a large folio was split on the way.
     ///
     /// # Safety
     ///
     /// The mmap lock of `vma`'s mm is held for read; `vma` contains `addr`; the caller holds a
-    /// reference on `old` and, if not NULL, on `new`.
+    /// reference on `old` and, if not NULL, on `new`; `split` is valid for a write.
     pub(crate) fn rksm_replace_pte(
         vma: *mut Vma,
         addr: c_ulong,
         old: *mut Page,
         new: *mut Page,
+        split: *mut bool,
     ) -> c_int;
     /// What `addr` maps now: `HIT_ZERO`, `HIT_STABLE` or 0.
     pub(crate) fn rksm_pte_kind(mm: *mut Mm, addr: c_ulong, stable_file: *mut File) -> c_int;
@@ -234,4 +236,36 @@ extern "C" {
     pub(crate) fn rksm_unmerge_pending() -> c_int;
     /// Marks requests up to `ticket` served.
     pub(crate) fn rksm_unmerge_complete(ticket: c_int);
+    /// The page at `addr` of the THP `pmd` maps, as one hit with a reference; 0 or 1.
+    ///
+    /// # Safety
+    ///
+    /// The mmap lock of `mm` is held; `pmd` came from [`rksm_pmd`] under it; `hit` is valid for
+    /// a write.
+    pub(crate) fn rksm_scan_huge_pmd(
+        mm: *mut Mm,
+        pmd: *mut Pmd,
+        addr: c_ulong,
+        hit: *mut Hit,
+    ) -> c_int;
+    /// The anonymous page mapped at `addr`, with a reference, or NULL. The mmap lock is held.
+    pub(crate) fn rksm_anon_page_at(mm: *mut Mm, addr: c_ulong) -> *mut Page;
+    /// Creates rksm's stable file, or returns NULL.
+    pub(crate) fn rksm_stable_file_create() -> *mut File;
+    /// Drops the stable file. Nothing may map its pages.
+    pub(crate) fn rksm_stable_file_put(file: *mut File);
+    /// Page `index` of `file` filled with `src`'s content, with a reference, or NULL.
+    pub(crate) fn rksm_stable_page_alloc(
+        file: *mut File,
+        index: c_ulong,
+        src: *mut Page,
+    ) -> *mut Page;
+    /// `folio_mapcount`.
+    pub(crate) fn rksm_page_mapcount(page: *mut Page) -> c_int;
+    /// Drops our reference and truncates page `index`, unless it is mapped (then false).
+    pub(crate) fn rksm_stable_page_free(file: *mut File, index: c_ulong, page: *mut Page) -> bool;
+    /// `try_module_get(THIS_MODULE)`.
+    pub(crate) fn rksm_module_get() -> bool;
+    /// `module_put(THIS_MODULE)`.
+    pub(crate) fn rksm_module_put();
 }

@@ -5,6 +5,7 @@
  * decisions stay in Rust. Declarations: rust-bindings/ffi.rs.
  */
 #include <linux/err.h>
+#include <linux/file.h>
 #include <linux/freezer.h>
 #include <linux/highmem.h>
 #include <linux/huge_mm.h>
@@ -12,6 +13,7 @@
 #include <linux/kthread.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
+#include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/rmap.h>
 #include <linux/sched/mm.h>
@@ -173,11 +175,12 @@ static bool rksm_mm_opted_in(struct mm_struct *mm)
 }
 
 /*
- * Store up to @max opted-in mms in @out, each with an mm_count reference
- * (mmgrab), and return how many there are in all. Walks the task list
- * under RCU; get_task_mm-style task_lock keeps ->mm stable while we look.
+ * Store up to @max mms in @out, each with an mm_count reference (mmgrab),
+ * and return how many there are in all: the opted-in ones, or with @all
+ * every user mm (run=2 must find merges in processes that opted out).
+ * Walks the task list under RCU; task_lock keeps ->mm stable while we look.
  */
-int rksm_collect_mms(struct mm_struct **out, int max)
+int rksm_collect_mms(struct mm_struct **out, int max, bool all)
 {
 	struct task_struct *p;
 	int n = 0;
@@ -190,7 +193,7 @@ int rksm_collect_mms(struct mm_struct **out, int max)
 			continue;
 		task_lock(p);
 		mm = p->mm;
-		if (mm && rksm_mm_opted_in(mm)) {
+		if (mm && (all || rksm_mm_opted_in(mm))) {
 			if (n < max) {
 				mmgrab(mm);
 				out[n] = mm;
@@ -388,6 +391,72 @@ int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, unsigned long addr, unsigne
 	return n;
 }
 
+/* Lock and return the PTE that maps @addr, or NULL. Like KSM's mm_find_pmd + map. */
+static pte_t *rksm_pte_lock(struct mm_struct *mm, unsigned long addr, spinlock_t **ptl)
+{
+	pgd_t *pgd = rksm_pgd(mm, addr);
+	p4d_t *p4d = pgd ? rksm_p4d(pgd, addr) : NULL;
+	pud_t *pud = p4d ? rksm_pud(p4d, addr) : NULL;
+	pmd_t *pmd = pud ? pmd_offset(pud, addr) : NULL;
+
+	if (!pmd || rksm_pmd_kind(pmd) != RKSM_PMD_TABLE)
+		return NULL;
+	return pte_offset_map_lock(mm, pmd, addr, ptl);
+}
+
+/*
+ * The page at @addr inside the THP that @pmd maps, with a folio reference,
+ * as one RKSM_HIT_ANON_LARGE hit. 0 if the pmd changed or maps the huge zero
+ * page. One at a time: splitting the THP later needs a single extra pin.
+ */
+int rksm_scan_huge_pmd(struct mm_struct *mm, pmd_t *pmd, unsigned long addr,
+		       struct rksm_hit *hit)
+{
+	spinlock_t *ptl = pmd_lock(mm, pmd);
+	pmd_t val = pmdp_get(pmd);
+	int n = 0;
+
+	/* The huge zero folio is not anonymous, so the anon check skips it. */
+	if (pmd_present(val) && pmd_trans_huge(val)) {
+		struct page *page = pmd_page(val) + ((addr & ~PMD_MASK) >> PAGE_SHIFT);
+		struct folio *folio = page_folio(page);
+
+		if (folio_test_anon(folio) && folio_try_get(folio)) {
+			*hit = (struct rksm_hit){ .addr = addr, .page = page,
+						  .kind = RKSM_HIT_ANON_LARGE };
+			n = 1;
+		}
+	}
+	spin_unlock(ptl);
+	return n;
+}
+
+/*
+ * The anonymous page mapped at @addr, with a folio reference, or NULL.
+ * mmap_lock held. Used to find an unstable-tree page again.
+ */
+struct page *rksm_anon_page_at(struct mm_struct *mm, unsigned long addr)
+{
+	spinlock_t *ptl;
+	pte_t *ptep = rksm_pte_lock(mm, addr, &ptl);
+	struct page *page = NULL;
+	pte_t val;
+
+	if (!ptep)
+		return NULL;
+	val = ptep_get(ptep);
+	if (pte_present(val) && !pte_special(val) && pfn_valid(pte_pfn(val))) {
+		struct page *p = pfn_to_page(pte_pfn(val));
+		struct folio *folio = page_folio(p);
+
+		if (folio_test_anon(folio) && !folio_test_ksm(folio) &&
+		    !folio_is_zone_device(folio) && folio_try_get(folio))
+			page = p;
+	}
+	pte_unmap_unlock(ptep, ptl);
+	return page;
+}
+
 /* ---- pages ---------------------------------------------------------------------- */
 
 u64 rksm_page_hash(struct page *page)
@@ -432,19 +501,6 @@ void rksm_lru_add_drain_all(void)
 
 /* ---- merge: replace one PTE ----------------------------------------------------- */
 
-/* Lock and return the PTE that maps @addr, or NULL. Like KSM's mm_find_pmd + map. */
-static pte_t *rksm_pte_lock(struct mm_struct *mm, unsigned long addr, spinlock_t **ptl)
-{
-	pgd_t *pgd = rksm_pgd(mm, addr);
-	p4d_t *p4d = pgd ? rksm_p4d(pgd, addr) : NULL;
-	pud_t *pud = p4d ? rksm_pud(p4d, addr) : NULL;
-	pmd_t *pmd = pud ? pmd_offset(pud, addr) : NULL;
-
-	if (!pmd || rksm_pmd_kind(pmd) != RKSM_PMD_TABLE)
-		return NULL;
-	return pte_offset_map_lock(mm, pmd, addr, ptl);
-}
-
 /*
  * Replace the PTE of @vma at @addr, which maps @old (a small anonymous page
  * we hold a reference on), by a read-only mapping of @new (a stable page), or
@@ -454,7 +510,7 @@ static pte_t *rksm_pte_lock(struct mm_struct *mm, unsigned long addr, spinlock_t
  * for read. Returns 0 or an RKSM_MERGE_* reason.
  */
 int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,
-		     struct page *new)
+		     struct page *new, bool *split)
 {
 	struct mm_struct *mm = vma->vm_mm;
 	struct folio *folio = page_folio(old);
@@ -464,6 +520,7 @@ int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page
 	pte_t *ptep, entry, newpte;
 	int ret;
 
+	*split = false;
 	if (!folio_test_anon(folio) || folio_test_ksm(folio))
 		return RKSM_MERGE_GONE;
 	if (kfolio && !folio_trylock(kfolio))
@@ -480,6 +537,7 @@ int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page
 			ret = RKSM_MERGE_LARGE;
 			goto out_unlock;
 		}
+		*split = true;
 		/*
 		 * Our lock and reference stay with the first page's folio. Move
 		 * them to @old's, so the caller's rksm_page_put(@old) matches.
@@ -645,4 +703,81 @@ void rksm_unmerge_complete(int ticket)
 {
 	atomic_set(&rksm_unmerge_done, ticket);
 	wake_up_all(&rksm_unmerge_wq);
+}
+
+/* ---- stable pages: a private shmem file ------------------------------------- */
+
+/*
+ * rksm's stable pages are pages of this file, mapped read-only into the
+ * anonymous VMAs they replace. Unevictable, since reclaim cannot find those
+ * mappings (see stable-pages.md, rule 4).
+ */
+struct file *rksm_stable_file_create(void)
+{
+	struct file *file = shmem_kernel_file_setup("rksm", MAX_LFS_FILESIZE,
+						    mk_vma_flags(VMA_NORESERVE_BIT));
+
+	if (IS_ERR(file))
+		return NULL;
+	mapping_set_unevictable(file->f_mapping);
+	return file;
+}
+
+void rksm_stable_file_put(struct file *file)
+{
+	fput(file);
+}
+
+/*
+ * Page @index of @file, filled with @src's content, with a folio reference.
+ * Not movable: migration could not find its mappings. NULL on failure.
+ */
+struct page *rksm_stable_page_alloc(struct file *file, unsigned long index, struct page *src)
+{
+	struct address_space *mapping = file->f_mapping;
+	struct folio *folio = shmem_read_folio_gfp(mapping, index,
+						   mapping_gfp_mask(mapping) & ~__GFP_MOVABLE);
+
+	if (IS_ERR(folio))
+		return NULL;
+	if (folio_test_large(folio)) {
+		folio_put(folio);
+		shmem_truncate_range(file_inode(file), (loff_t)index << PAGE_SHIFT,
+				     ((loff_t)(index + 1) << PAGE_SHIFT) - 1);
+		return NULL;
+	}
+	copy_highpage(folio_page(folio, 0), src);
+	folio_mark_dirty(folio);
+	return folio_page(folio, 0);
+}
+
+int rksm_page_mapcount(struct page *page)
+{
+	return folio_mapcount(page_folio(page));
+}
+
+/*
+ * Drop page @index of @file, whose reference the caller gave up. Only
+ * when nothing maps it: truncating a mapped page BUGs (stable-pages.md,
+ * rule 2). Returns false, doing nothing, if it is mapped.
+ */
+bool rksm_stable_page_free(struct file *file, unsigned long index, struct page *page)
+{
+	if (folio_mapped(page_folio(page)))
+		return false;
+	folio_put(page_folio(page));
+	shmem_truncate_range(file_inode(file), (loff_t)index << PAGE_SHIFT,
+			     ((loff_t)(index + 1) << PAGE_SHIFT) - 1);
+	return true;
+}
+
+/* While stable pages exist, rksm must stay loaded: it owns their file. */
+bool rksm_module_get(void)
+{
+	return try_module_get(THIS_MODULE);
+}
+
+void rksm_module_put(void)
+{
+	module_put(THIS_MODULE);
 }

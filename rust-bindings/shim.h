@@ -49,7 +49,7 @@ void rksm_kthread_set_freezable(void);
 void rksm_scanner_wait(unsigned int msecs);
 void rksm_scanner_kick(void);
 void rksm_cond_resched(void);
-int rksm_collect_mms(struct mm_struct **out, int max);
+int rksm_collect_mms(struct mm_struct **out, int max, bool all);
 bool rksm_mm_opted_in_now(struct mm_struct *mm);
 void rksm_mmdrop(struct mm_struct *mm);
 bool rksm_mmget_not_zero(struct mm_struct *mm);
@@ -73,13 +73,16 @@ unsigned long rksm_pmd_end(unsigned long addr, unsigned long end);
 int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, unsigned long addr, unsigned long end,
 		   struct file *stable_file, struct rksm_hit *hits, int max,
 		   unsigned long *next);
+int rksm_scan_huge_pmd(struct mm_struct *mm, pmd_t *pmd, unsigned long addr,
+		       struct rksm_hit *hit);
+struct page *rksm_anon_page_at(struct mm_struct *mm, unsigned long addr);
 u64 rksm_page_hash(struct page *page);
 bool rksm_page_is_zero(struct page *page);
 bool rksm_pages_equal(struct page *a, struct page *b);
 void rksm_page_put(struct page *page);
 void rksm_lru_add_drain_all(void);
 int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,
-		     struct page *new);
+		     struct page *new, bool *split);
 int rksm_pte_kind(struct mm_struct *mm, unsigned long addr, struct file *stable_file);
 int rksm_break_cow(struct mm_struct *mm, unsigned long addr);
 u64 rksm_zero_page_hash(void);
@@ -87,5 +90,12 @@ int rksm_ksm_run(void);
 int rksm_unmerge_request_wait(void);
 int rksm_unmerge_pending(void);
 void rksm_unmerge_complete(int ticket);
+struct file *rksm_stable_file_create(void);
+void rksm_stable_file_put(struct file *file);
+struct page *rksm_stable_page_alloc(struct file *file, unsigned long index, struct page *src);
+int rksm_page_mapcount(struct page *page);
+bool rksm_stable_page_free(struct file *file, unsigned long index, struct page *page);
+bool rksm_module_get(void);
+void rksm_module_put(void);
 
 #endif /* RKSM_SHIM_H */

@@ -1,26 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The merging engine: which mm to scan, what a scanned page becomes, and undoing merges.
+//! The merging engine: which mm to scan next, what a scanned page becomes, and undoing merges.
 //!
-//! rksmd owns the [`Engine`]; nothing else touches it, so it needs no lock. A page's way:
-//! [`Engine::scan_round`] -> [`range_walk::walk`] -> [`Engine`]'s decision -> a merge through
-//! [`Vma::replace_page`].
+//! rksmd owns the [`Engine`]; nothing else touches it, so it needs no lock of its own. A page's
+//! way: [`Engine::scan_round`] -> [`range_walk::walk`] (under the mmap lock) -> [`Engine::visit`]
+//! (no lock: it may need another mm's) -> a merge through [`Vma::replace_page`].
+//!
+//! Locks: an mmap lock is held only around one walk batch or one merge, never two at once
+//! (two mmap locks would be a lock-order problem lockdep rightly reports).
 
 use kernel::prelude::*;
 
 use crate::ffi;
 use crate::intervals::{next_to_scan, Covered};
 use crate::knobs::KnobId;
-use crate::mm::{MergeError, Mm, MmapReadGuard, Vma, VmaKind};
+use crate::mm::{MergeError, Mm, MmapReadGuard, VmaKind};
 use crate::page::PageRef;
 use crate::range_walk::{self, Found, WalkStats};
+use crate::stable::{StableFile, StablePage};
 use crate::stats::{self, Stat};
 use crate::sysfs::knob;
+use crate::tree::HashTree;
 
 /// `Record::flags`: this address was merged into the zero page.
 const ZERO_MERGED: u32 = 1;
+/// `Record::flags`: this address maps a stable page.
+const STABLE_MERGED: u32 = 2;
 
-/// What rksm remembers about one scanned page between passes.
+/// Pages one walk batch may hand over before the mmap lock is dropped to process them.
+const BATCH: usize = 64;
+
+/// What rksm remembers about one scanned page between passes (16 bytes, where KSM keeps a
+/// 64-byte rmap_item).
 #[derive(Clone, Copy)]
 struct Record {
     addr: usize,
@@ -35,7 +46,7 @@ struct MmSlot {
     pass: PassState,
 }
 
-/// Where the pass over one mm stands, and what earlier passes saw.
+/// Where the pass over one mm stands, and what the previous pass saw.
 struct PassState {
     /// What the current pass has scanned.
     covered: Covered,
@@ -47,59 +58,49 @@ struct PassState {
     next: KVec<Record>,
 }
 
-impl MmSlot {
-    fn new(mm: Mm) -> Self {
-        let pass = PassState {
+impl PassState {
+    fn new() -> Self {
+        Self {
             covered: Covered::new(),
             cursor: 0,
             prev: KVec::new(),
             next: KVec::new(),
-        };
-        Self { mm, pass }
+        }
     }
-}
 
-impl PassState {
     fn prev_record(&self, addr: usize) -> Option<&Record> {
         let i = self.prev.binary_search_by_key(&addr, |r| r.addr).ok()?;
         self.prev.get(i)
     }
 
-    /// Zero-page merges among these records.
-    fn zero_merges(records: &[Record]) -> i64 {
-        records
-            .iter()
-            .filter(|r| r.flags & ZERO_MERGED != 0)
-            .count() as i64
+    fn count(records: &[Record], flag: u32) -> i64 {
+        records.iter().filter(|r| r.flags & flag != 0).count() as i64
+    }
+
+    /// Whether any merge of this mm is on record.
+    fn has_merges(&self) -> bool {
+        let merged = |r: &Record| r.flags != 0;
+        self.prev.iter().any(merged) || self.next.iter().any(merged)
     }
 
     /// The pass over this mm is complete: this pass's records become the previous ones.
     ///
-    /// Zero-page merges the pass did not meet again lie in memory that is no longer mergeable
+    /// Merges the pass did not meet again lie in memory that is no longer mergeable
     /// (MADV_UNMERGEABLE, PR_SET_MEMORY_MERGE 0) or is gone. The ones still mapped are broken,
     /// as KSM unmerges on MADV_UNMERGEABLE.
-    fn finish_pass(&mut self, guard: &MmapReadGuard<'_>) {
+    fn finish(&mut self, guard: &MmapReadGuard<'_>, file: &StableFile) {
         self.next.sort_unstable_by_key(|r| r.addr);
-        for r in self.prev.iter().filter(|r| r.flags & ZERO_MERGED != 0) {
-            if self.next.binary_search_by_key(&r.addr, |n| n.addr).is_ok() {
-                continue;
-            }
-            let unmergeable = guard
-                .vma_next(r.addr)
-                .is_some_and(|v| v.start() <= r.addr && v.kind() != VmaKind::Mergeable);
-            if unmergeable && guard.maps_zero_page(r.addr) {
-                // A failure leaves an ordinary zero-page PTE: nothing leaks.
-                let _ = guard.break_cow(r.addr);
+        for r in self.prev.iter().filter(|r| r.flags != 0) {
+            if self.next.binary_search_by_key(&r.addr, |n| n.addr).is_err() {
+                unmerge_if_unmergeable(guard, r, file);
             }
         }
         stats::add(
             Stat::Records,
             self.next.len() as i64 - self.prev.len() as i64,
         );
-        stats::add(
-            Stat::ZeroPages,
-            Self::zero_merges(&self.next) - Self::zero_merges(&self.prev),
-        );
+        let zero = Self::count(&self.next, ZERO_MERGED) - Self::count(&self.prev, ZERO_MERGED);
+        stats::add(Stat::ZeroPages, zero);
         core::mem::swap(&mut self.prev, &mut self.next);
         self.next.clear();
         self.covered.clear();
@@ -109,7 +110,7 @@ impl PassState {
     /// Forgets every record, keeping the counters right.
     fn forget(&mut self) {
         stats::add(Stat::Records, -(self.prev.len() as i64));
-        stats::add(Stat::ZeroPages, -Self::zero_merges(&self.prev));
+        stats::add(Stat::ZeroPages, -Self::count(&self.prev, ZERO_MERGED));
         self.prev.clear();
         self.next.clear();
         self.covered.clear();
@@ -120,6 +121,19 @@ impl PassState {
 impl Drop for PassState {
     fn drop(&mut self) {
         self.forget();
+    }
+}
+
+/// Breaks the merge `r` records if its address is mapped but no longer mergeable.
+fn unmerge_if_unmergeable(guard: &MmapReadGuard<'_>, r: &Record, file: &StableFile) {
+    let unmergeable = guard
+        .vma_next(r.addr)
+        .is_some_and(|v| v.start() <= r.addr && v.kind() != VmaKind::Mergeable);
+    let mapped = (r.flags & ZERO_MERGED != 0 && guard.maps_zero_page(r.addr))
+        || (r.flags & STABLE_MERGED != 0 && guard.maps_stable_page(r.addr, file.raw()));
+    if unmergeable && mapped {
+        // On failure the merge stays; the next pass tries again.
+        let _ = guard.break_cow(r.addr);
     }
 }
 
@@ -144,11 +158,22 @@ impl Iterator for MergeableRanges<'_> {
     }
 }
 
+/// A stable page in the stable tree.
+struct StableNode {
+    page: StablePage,
+}
+
+/// A page waiting in the unstable tree for a twin, found again by mm and address.
+struct UnstableEntry {
+    mm: usize,
+    addr: usize,
+}
+
 /// How a slot's turn ended.
 enum SlotTurn {
     /// The pass over this mm is complete.
     Done,
-    /// The round's budget is spent, or a writer waits for the mmap lock.
+    /// The round's budget is spent.
     Yield,
     /// The process is exiting.
     Gone,
@@ -163,39 +188,43 @@ pub(crate) struct Engine {
     in_pass: bool,
     /// xxh64 of an all-zero page.
     zero_hash: u64,
+    stable: HashTree<StableNode>,
+    unstable: HashTree<UnstableEntry>,
+    // Declared last: dropped after the stable nodes that live in it.
+    file: StableFile,
 }
 
 impl Engine {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new() -> Result<Self> {
         // SAFETY: the shim hashes the kernel's zero page, which always exists.
         let zero_hash = unsafe { ffi::rksm_zero_page_hash() };
-        Self {
+        Ok(Self {
             slots: KVec::new(),
             current: 0,
             in_pass: false,
             zero_hash,
-        }
+            stable: HashTree::new(),
+            unstable: HashTree::new(),
+            file: StableFile::new()?,
+        })
     }
 
     /// Scans up to `budget` pages, continuing the current pass.
     pub(crate) fn scan_round(&mut self, budget: usize) {
         let mut budget = budget;
         while budget > 0 {
-            if !self.in_pass {
-                if self.start_pass().is_err() || self.slots.is_empty() {
-                    return;
-                }
+            if !self.in_pass && (self.start_pass().is_err() || self.slots.is_empty()) {
+                return;
             }
             if self.current >= self.slots.len() {
-                // Every mm was scanned: a full scan is complete.
-                stats::add(Stat::FullScans, 1);
-                self.in_pass = false;
+                self.end_pass();
                 continue;
             }
             match self.scan_slot(self.current, &mut budget) {
                 SlotTurn::Done => self.current += 1,
                 SlotTurn::Gone => {
-                    // Records of an exiting mm are dropped with its slot.
+                    // The records of an exiting mm go with its slot; its stable mappings go
+                    // with its page tables, and the stable-tree refresh notices.
                     let _ = self.slots.remove(self.current);
                 }
                 SlotTurn::Yield => return,
@@ -207,13 +236,19 @@ impl Engine {
     /// LRU batches whose references would make every merge look pinned.
     fn start_pass(&mut self) -> Result {
         let mut found = KVec::new();
-        Mm::collect_opted_in(&mut found)?;
+        Mm::collect(false, &mut found)?;
         // An mm that no longer opts in keeps its slot while it has merges to undo.
         self.slots
-            .retain(|s| s.mm.opted_in() || PassState::zero_merges(&s.pass.prev) > 0);
+            .retain(|s| s.mm.opted_in() || s.pass.has_merges());
         for mm in found.drain_all() {
             if !self.slots.iter().any(|s| s.mm.id() == mm.id()) {
-                self.slots.push(MmSlot::new(mm), GFP_KERNEL)?;
+                self.slots.push(
+                    MmSlot {
+                        mm,
+                        pass: PassState::new(),
+                    },
+                    GFP_KERNEL,
+                )?;
             }
         }
         // SAFETY: kthread context, no locks held.
@@ -223,59 +258,358 @@ impl Engine {
         Ok(())
     }
 
+    /// Every mm was scanned: a full scan is complete. The unstable tree starts afresh, as in
+    /// KSM, and the stable tree drops pages nothing maps any more.
+    fn end_pass(&mut self) {
+        stats::add(Stat::FullScans, 1);
+        self.unstable.clear();
+        stats::set(Stat::PagesUnshared, 0);
+        self.refresh_stable();
+        self.in_pass = false;
+    }
+
+    /// Recounts the stable tree from the mapcounts (forks, COW, munmap and exit change them
+    /// without telling rksm) and frees stable pages nothing maps.
+    fn refresh_stable(&mut self) {
+        let file = &mut self.file;
+        self.stable.retain(
+            |node| node.page.mapcount() > 0,
+            |node| {
+                if let Err(page) = file.free(node.page) {
+                    // Mapped again meanwhile (a fork): keep it alive; it is out of the tree,
+                    // so it cannot gain merges, and run=2 still finds it by its file.
+                    core::mem::forget(page);
+                }
+            },
+        );
+        let (mut mappings, mut chains, mut dups) = (0i64, 0i64, 0i64);
+        for bucket in self.stable.buckets() {
+            mappings += bucket
+                .iter()
+                .map(|n| i64::from(n.page.mapcount()))
+                .sum::<i64>();
+            if bucket.len() > 1 {
+                chains += 1;
+                dups += bucket.len() as i64;
+            }
+        }
+        let shared = self.stable.len() as i64;
+        stats::set(Stat::PagesShared, shared);
+        stats::set(Stat::PagesSharing, mappings - shared);
+        stats::set(Stat::StableNodeChains, chains);
+        stats::set(Stat::StableNodeDups, dups);
+    }
+
+    /// Walks the next stretch of slot `idx` in batches and decides each page's fate.
     fn scan_slot(&mut self, idx: usize, budget: &mut usize) -> SlotTurn {
-        let zero_hash = self.zero_hash;
-        let Some(MmSlot { mm, pass: slot }) = self.slots.get_mut(idx) else {
-            return SlotTurn::Done;
-        };
-        let Some(user) = mm.user() else {
-            return SlotTurn::Gone;
-        };
-        let guard = user.read_lock();
-        let use_zero_pages = knob(KnobId::UseZeroPages) != 0;
-        slot.covered.retain_mapped(MergeableRanges {
-            guard: &guard,
-            addr: 0,
-        });
+        let mut batch: KVec<Found> = KVec::new();
         loop {
-            let mapped = MergeableRanges {
-                guard: &guard,
-                addr: 0,
-            };
-            let Some((addr, run_end)) = next_to_scan(&slot.covered, mapped, slot.cursor) else {
-                slot.finish_pass(&guard);
+            let Some(MmSlot { mm, pass }) = self.slots.get_mut(idx) else {
                 return SlotTurn::Done;
             };
-            let Some(vma) = guard.vma_next(addr) else {
-                return SlotTurn::Done;
+            let Some(user) = mm.user() else {
+                return SlotTurn::Gone;
             };
-            let mut walk = WalkStats::default();
-            let stop = range_walk::walk(
-                &guard,
-                addr,
-                run_end,
-                budget,
-                core::ptr::null_mut(),
-                &mut walk,
-                |found| visit(slot, &vma, found, use_zero_pages, zero_hash),
-            );
-            stats::add(Stat::ThpPagesSkipped, walk.thp_pages as i64);
-            slot.covered.insert(addr, stop);
-            slot.cursor = stop;
-            if *budget == 0 || guard.contended() {
+            let mm_id = mm.id();
+            {
+                let guard = user.read_lock();
+                // Forget what was covered but is unmapped now.
+                pass.covered.retain_mapped(MergeableRanges {
+                    guard: &guard,
+                    addr: 0,
+                });
+                let mapped = MergeableRanges {
+                    guard: &guard,
+                    addr: 0,
+                };
+                let Some((addr, run_end)) = next_to_scan(&pass.covered, mapped, pass.cursor) else {
+                    pass.finish(&guard, &self.file);
+                    return SlotTurn::Done;
+                };
+                if batch.reserve(BATCH, GFP_KERNEL).is_err() {
+                    return SlotTurn::Yield;
+                }
+                let mut walk = WalkStats::default();
+                let stop = range_walk::walk(
+                    &guard,
+                    addr,
+                    run_end,
+                    budget,
+                    self.file.raw(),
+                    &mut walk,
+                    |found| {
+                        // A large folio must be split to merge, which fails while this batch
+                        // holds other references to it: it ends the batch.
+                        let large = matches!(found, Found::Anon { large: true, .. });
+                        let _ = batch.push_within_capacity(found);
+                        !large && batch.len() < BATCH
+                    },
+                );
+                stats::add(Stat::ThpPagesSkipped, walk.thp_pages as i64);
+                pass.covered.insert(addr, stop);
+                pass.cursor = stop;
+            }
+            drop(user);
+            for found in batch.drain_all() {
+                self.visit(idx, mm_id, found);
+            }
+            if *budget == 0 {
                 return SlotTurn::Yield;
             }
         }
     }
 
-    /// `run=2`: breaks every merge, forgets every record and resets `full_scans`.
+    /// Decides what becomes of one page of slot `idx`.
+    fn visit(&mut self, idx: usize, mm_id: usize, found: Found) {
+        let record = match found {
+            Found::Zero { addr } => match self.prev_record(idx, addr) {
+                // Still the zero page we put there: keep counting it.
+                Some(r) if r.flags & ZERO_MERGED != 0 => r,
+                _ => return,
+            },
+            Found::Stable { addr, page: _ } => {
+                stats::add(Stat::PagesScanned, 1);
+                Record {
+                    addr,
+                    hash: 0,
+                    flags: STABLE_MERGED,
+                }
+            }
+            Found::Anon { addr, page, large } => {
+                stats::add(Stat::PagesScanned, 1);
+                let hash = page.hash();
+                let flags = self.try_merge(idx, mm_id, addr, &page, hash, large);
+                Record {
+                    addr,
+                    hash: hash as u32,
+                    flags,
+                }
+            }
+        };
+        if let Some(slot) = self.slots.get_mut(idx) {
+            // Without memory for the record the page only looks new again next pass.
+            let _ = slot.pass.next.push(record, GFP_KERNEL);
+        }
+    }
+
+    fn prev_record(&self, idx: usize, addr: usize) -> Option<Record> {
+        self.slots.get(idx)?.pass.prev_record(addr).copied()
+    }
+
+    /// The merge decision for an anonymous page, in KSM's order: the zero page, the stable
+    /// tree, then (if its content held still since the last pass) the unstable tree. Returns
+    /// the record flags.
+    fn try_merge(
+        &mut self,
+        idx: usize,
+        mm_id: usize,
+        addr: usize,
+        page: &PageRef,
+        hash: u64,
+        large: bool,
+    ) -> u32 {
+        if knob(KnobId::UseZeroPages) != 0 && hash == self.zero_hash && page.is_zero() {
+            return if self.merge_at(mm_id, addr, page, None) {
+                ZERO_MERGED
+            } else {
+                0
+            };
+        }
+        if self.merge_into_stable(mm_id, addr, page, hash) {
+            return STABLE_MERGED;
+        }
+        let unchanged = self
+            .prev_record(idx, addr)
+            .is_some_and(|r| r.hash == hash as u32);
+        if !unchanged {
+            // New or volatile: wait a pass, so pages rewritten all the time are never merged.
+            return 0;
+        }
+        if large {
+            // A twin would mean a split; KSM splits too, but only once a twin exists.
+        }
+        if self.merge_with_unstable(mm_id, addr, page, hash) {
+            return STABLE_MERGED;
+        }
+        if self
+            .unstable
+            .insert(hash, UnstableEntry { mm: mm_id, addr })
+            .is_ok()
+        {
+            stats::add(Stat::PagesUnshared, 1);
+        }
+        0
+    }
+
+    /// Merges into a stable page of the same content that has room (`max_page_sharing`).
+    fn merge_into_stable(&mut self, mm_id: usize, addr: usize, page: &PageRef, hash: u64) -> bool {
+        let max = u32::try_from(knob(KnobId::MaxPageSharing)).unwrap_or(u32::MAX);
+        let target = self
+            .stable
+            .bucket(hash)
+            .iter()
+            .position(|node| node.page.mapcount() < max && node.page.page().same_content(page));
+        let Some(i) = target else {
+            return false;
+        };
+        let Some(node) = self.stable.bucket(hash).get(i) else {
+            return false;
+        };
+        let merged = self.merge_at(mm_id, addr, page, Some(node.page.page()));
+        if merged {
+            stats::add(Stat::PagesSharing, 1);
+        }
+        merged
+    }
+
+    /// Looks for a twin in the unstable tree; if one is found, both become mappings of a new
+    /// stable page.
+    fn merge_with_unstable(
+        &mut self,
+        mm_id: usize,
+        addr: usize,
+        page: &PageRef,
+        hash: u64,
+    ) -> bool {
+        let mut i = 0;
+        while let Some(entry) = self.unstable.bucket(hash).get(i) {
+            let (other_mm, other_addr) = (entry.mm, entry.addr);
+            if other_mm == mm_id && other_addr == addr {
+                i += 1;
+                continue;
+            }
+            let Some(other) = self.page_at(other_mm, other_addr) else {
+                // Gone or changed beyond recognition: drop it from the tree.
+                let _ = self.unstable.remove(hash, i);
+                stats::add(Stat::PagesUnshared, -1);
+                continue;
+            };
+            if !other.same_content(page) {
+                i += 1;
+                continue;
+            }
+            let _ = self.unstable.remove(hash, i);
+            stats::add(Stat::PagesUnshared, -1);
+            return self.merge_pair(mm_id, addr, page, other_mm, other_addr, &other, hash);
+        }
+        false
+    }
+
+    /// Makes a new stable page from `page`'s content and maps it in place of both pages. If
+    /// the second merge fails, the first is undone, as KSM's try_to_merge_two_pages does.
+    #[allow(clippy::too_many_arguments)]
+    fn merge_pair(
+        &mut self,
+        mm_id: usize,
+        addr: usize,
+        page: &PageRef,
+        other_mm: usize,
+        other_addr: usize,
+        other: &PageRef,
+        hash: u64,
+    ) -> bool {
+        let Ok(stable) = self.file.alloc(page) else {
+            return false;
+        };
+        let merged = self.merge_at(mm_id, addr, page, Some(stable.page()))
+            && (self.merge_at(other_mm, other_addr, other, Some(stable.page())) || {
+                self.unmerge_at(mm_id, addr);
+                false
+            });
+        if !merged || stable.mapcount() == 0 {
+            if let Err(stable) = self.file.free(stable) {
+                // Still mapped (the undo failed): keep it as a stable page after all.
+                let _ = self.insert_stable(hash, stable);
+            }
+            return merged;
+        }
+        let _ = self.insert_stable(hash, stable);
+        true
+    }
+
+    fn insert_stable(&mut self, hash: u64, page: StablePage) -> Result {
+        let mappings = i64::from(page.mapcount());
+        match self.stable.insert(hash, StableNode { page }) {
+            Ok(()) => {
+                stats::add(Stat::PagesShared, 1);
+                stats::add(Stat::PagesSharing, mappings - 1);
+                Ok(())
+            }
+            Err(e) => {
+                // Out of memory for the tree node: the page stays mapped, known only through
+                // its file. run=2 still finds and breaks its mappings.
+                pr_warn!("no memory to track a stable page\n");
+                Err(e)
+            }
+        }
+    }
+
+    fn slot_mm(&self, mm_id: usize) -> Option<&Mm> {
+        self.slots.iter().map(|s| &s.mm).find(|m| m.id() == mm_id)
+    }
+
+    /// The anonymous page at `addr` of the mm `mm_id`, with a reference.
+    fn page_at(&self, mm_id: usize, addr: usize) -> Option<PageRef> {
+        let user = self.slot_mm(mm_id)?.user()?;
+        let guard = user.read_lock();
+        let vma = guard.vma_next(addr)?;
+        if vma.start() > addr || vma.kind() != VmaKind::Mergeable {
+            return None;
+        }
+        guard.anon_page_at(addr)
+    }
+
+    /// Replaces `page` at `addr` of mm `mm_id` by `into` (None: the zero page). Counts why
+    /// not, if not.
+    fn merge_at(&self, mm_id: usize, addr: usize, page: &PageRef, into: Option<&PageRef>) -> bool {
+        let Some(user) = self.slot_mm(mm_id).and_then(|m| m.user()) else {
+            return false;
+        };
+        let guard = user.read_lock();
+        let Some(vma) = guard.vma_next(addr) else {
+            return false;
+        };
+        if vma.kind() != VmaKind::Mergeable {
+            return false;
+        }
+        let reason = match vma.replace_page(addr, page, into) {
+            Ok(split) => {
+                if split {
+                    stats::add(Stat::ThpSplit, 1);
+                }
+                return true;
+            }
+            Err(MergeError::Pinned) => Stat::MergeFailPinned,
+            Err(MergeError::Changed) => Stat::MergeFailChanged,
+            Err(MergeError::Contended) => Stat::MergeFailContended,
+            Err(MergeError::Gone | MergeError::Large) => return false,
+        };
+        stats::add(reason, 1);
+        false
+    }
+
+    /// Breaks the merge at `addr` of mm `mm_id`.
+    fn unmerge_at(&self, mm_id: usize, addr: usize) {
+        if let Some(user) = self.slot_mm(mm_id).and_then(|m| m.user()) {
+            let guard = user.read_lock();
+            let _ = guard.break_cow(addr);
+        }
+    }
+
+    /// `run=2`: breaks every merge, frees every stable page, forgets every record and resets
+    /// `full_scans`.
+    ///
+    /// rksm's records are not every mapping: a fork copies mappings of stable pages that rksm
+    /// never saw. So the mapcounts are the ground truth, and every anonymous VMA of every mm is
+    /// swept for PTEs into rksm's file until no stable page is mapped.
     pub(crate) fn unmerge_all(&mut self) {
+        // Zero-page merges: from the records (a clean zero-page PTE carries no mark).
         for MmSlot { mm, pass } in self.slots.iter_mut() {
             if let Some(user) = mm.user() {
                 let guard = user.read_lock();
                 for r in Iterator::chain(pass.prev.iter(), pass.next.iter()) {
                     if r.flags & ZERO_MERGED != 0 && guard.maps_zero_page(r.addr) {
-                        // A failure leaves an ordinary zero-page PTE: nothing to leak.
+                        // A failure leaves an ordinary zero-page PTE: nothing leaks.
                         let _ = guard.break_cow(r.addr);
                     }
                     // SAFETY: process context, no spinlock held.
@@ -284,62 +618,75 @@ impl Engine {
             }
             pass.forget();
         }
+        for _ in 0..8 {
+            if self.stable_mapped() == 0 {
+                break;
+            }
+            self.sweep_stable_mappings();
+        }
+        self.refresh_stable();
+        let left = self.file.live();
+        if left != 0 {
+            pr_warn!("run=2: {left} stable pages are still mapped; they stay merged\n");
+        }
         self.slots.clear();
+        self.unstable.clear();
+        stats::set(Stat::PagesUnshared, 0);
         self.current = 0;
         self.in_pass = false;
         stats::set(Stat::FullScans, 0);
     }
-}
 
-/// Decides what becomes of one page the walker found.
-fn visit(slot: &mut PassState, vma: &Vma<'_>, found: Found, use_zero_pages: bool, zero_hash: u64) {
-    let record = match found {
-        Found::Zero { addr } => match slot.prev_record(addr) {
-            // Still the zero page we put there: keep counting it.
-            Some(r) if r.flags & ZERO_MERGED != 0 => *r,
-            _ => return,
-        },
-        Found::Stable { addr, page: _ } => {
-            stats::add(Stat::PagesScanned, 1);
-            Record {
-                addr,
-                hash: 0,
-                flags: 0,
-            }
+    fn stable_mapped(&self) -> u64 {
+        self.stable
+            .buckets()
+            .flat_map(|b| b.iter())
+            .map(|n| u64::from(n.page.mapcount()))
+            .sum()
+    }
+
+    /// Breaks every PTE into rksm's file, in every user mm.
+    fn sweep_stable_mappings(&mut self) {
+        let mut mms = KVec::new();
+        if Mm::collect(true, &mut mms).is_err() {
+            return;
         }
-        Found::Anon {
-            addr,
-            page,
-            large: _,
-        } => {
-            stats::add(Stat::PagesScanned, 1);
-            let hash = page.hash();
-            let mut flags = 0;
-            if use_zero_pages && hash == zero_hash && page.is_zero() {
-                if merge(vma, addr, &page, None) {
-                    flags = ZERO_MERGED;
+        let file = self.file.raw();
+        for mm in mms.iter() {
+            let Some(user) = mm.user() else {
+                continue;
+            };
+            let guard = user.read_lock();
+            let mut addr = 0;
+            while let Some(vma) = guard.vma_next(addr) {
+                addr = vma.end();
+                if vma.kind() == VmaKind::Other {
+                    continue;
+                }
+                let mut start = vma.start();
+                while start < vma.end() {
+                    let mut budget = usize::MAX;
+                    let mut walk = WalkStats::default();
+                    let mut hits: KVec<usize> = KVec::new();
+                    start = range_walk::walk(
+                        &guard,
+                        start,
+                        vma.end(),
+                        &mut budget,
+                        file,
+                        &mut walk,
+                        |f| {
+                            if let Found::Stable { addr, .. } = f {
+                                let _ = hits.push(addr, GFP_KERNEL);
+                            }
+                            hits.len() < BATCH
+                        },
+                    );
+                    for a in hits.iter() {
+                        let _ = guard.break_cow(*a);
+                    }
                 }
             }
-            Record {
-                addr,
-                hash: hash as u32,
-                flags,
-            }
         }
-    };
-    // Without memory for the record the page only looks new again next pass.
-    let _ = slot.next.push(record, GFP_KERNEL);
-}
-
-/// Merges `page` at `addr` into `into` (None: the zero page) and counts a failure's reason.
-fn merge(vma: &Vma<'_>, addr: usize, page: &PageRef, into: Option<&PageRef>) -> bool {
-    let reason = match vma.replace_page(addr, page, into) {
-        Ok(()) => return true,
-        Err(MergeError::Pinned) => Stat::MergeFailPinned,
-        Err(MergeError::Changed) => Stat::MergeFailChanged,
-        Err(MergeError::Contended) => Stat::MergeFailContended,
-        Err(MergeError::Gone | MergeError::Large) => return false,
-    };
-    stats::add(reason, 1);
-    false
+    }
 }

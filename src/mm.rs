@@ -28,13 +28,14 @@ pub(crate) struct Mm {
 unsafe impl Send for Mm {}
 
 impl Mm {
-    /// Appends every mm that opted in to merging (and is not already in `mms`) to `mms`.
-    pub(crate) fn collect_opted_in(mms: &mut KVec<Mm>) -> Result {
+    /// Appends to `mms` every mm that opted in to merging, or with `all` every user mm, that
+    /// is not in `mms` yet.
+    pub(crate) fn collect(all: bool, mms: &mut KVec<Mm>) -> Result {
         let mut found: KVec<*mut ffi::Mm> = KVec::with_capacity(64, GFP_KERNEL)?;
         loop {
             let cap = found.capacity().min(c_int::MAX as usize);
             // SAFETY: `found` has room for `cap` pointers; kthread context, no locks held.
-            let n = unsafe { ffi::rksm_collect_mms(found.as_mut_ptr(), cap as c_int) };
+            let n = unsafe { ffi::rksm_collect_mms(found.as_mut_ptr(), cap as c_int, all) };
             let n = usize::try_from(n).unwrap_or(0);
             let stored = n.min(cap);
             // SAFETY: the shim wrote `stored` valid pointers to the start of the buffer.
@@ -157,6 +158,21 @@ impl MmapReadGuard<'_> {
         kind == ffi::HIT_ZERO as c_int
     }
 
+    /// The anonymous page mapped at `addr` now, with a reference.
+    pub(crate) fn anon_page_at(&self, addr: usize) -> Option<PageRef> {
+        // SAFETY: the mmap lock is held (type invariant).
+        let page = unsafe { ffi::rksm_anon_page_at(self.raw_mm(), addr as c_ulong) };
+        // SAFETY: the shim took a folio reference for us.
+        NonNull::new(page).map(|p| unsafe { PageRef::from_raw(p) })
+    }
+
+    /// Whether `addr` maps a page of `stable_file` now.
+    pub(crate) fn maps_stable_page(&self, addr: usize, stable_file: *mut ffi::File) -> bool {
+        // SAFETY: the mmap lock is held (type invariant); `stable_file` is only compared.
+        let kind = unsafe { ffi::rksm_pte_kind(self.raw_mm(), addr as c_ulong, stable_file) };
+        kind == ffi::HIT_STABLE as c_int
+    }
+
     /// Breaks a merge at `addr` with a forced write fault.
     pub(crate) fn break_cow(&self, addr: usize) -> Result {
         // SAFETY: the mmap lock is held (type invariant) and the mm is pinned.
@@ -235,23 +251,31 @@ impl Vma<'_> {
     }
 
     /// Replaces the mapping of `old` at `addr` by a read-only mapping of `new`, or of the zero
-    /// page, if the contents are equal and `old` is not pinned.
+    /// page, if the contents are equal and `old` is not pinned. `Ok(true)` if a large folio was
+    /// split to do so.
     pub(crate) fn replace_page(
         &self,
         addr: usize,
         old: &PageRef,
         new: Option<&PageRef>,
-    ) -> core::result::Result<(), MergeError> {
+    ) -> core::result::Result<bool, MergeError> {
         if addr < self.start() || addr >= self.end() {
             return Err(MergeError::Gone);
         }
         let new = new.map_or(core::ptr::null_mut(), |p| p.as_raw());
+        let mut split = false;
         // SAFETY: the mmap lock is held (type invariant), `addr` lies in the VMA, and the
-        // `PageRef`s hold references on both pages.
+        // `PageRef`s hold references on both pages; `split` is a local.
         match unsafe {
-            ffi::rksm_replace_pte(self.ptr.as_ptr(), addr as c_ulong, old.as_raw(), new)
+            ffi::rksm_replace_pte(
+                self.ptr.as_ptr(),
+                addr as c_ulong,
+                old.as_raw(),
+                new,
+                &mut split,
+            )
         } {
-            0 => Ok(()),
+            0 => Ok(split),
             ffi::MERGE_PINNED => Err(MergeError::Pinned),
             ffi::MERGE_CHANGED => Err(MergeError::Changed),
             ffi::MERGE_CONTENDED => Err(MergeError::Contended),

@@ -36,9 +36,9 @@ pub(crate) struct WalkStats {
     pub(crate) thp_pages: usize,
 }
 
-/// Walks `[start, end)` (inside one VMA of `guard`'s mm) and calls `f` for each present page
-/// until `budget` anonymous or stable pages were found. Returns where to continue: `end`
-/// when the range is done.
+/// Walks `[start, end)` (inside one VMA of `guard`'s mm) and hands each present page to `f`,
+/// until `budget` anonymous or stable pages were found or `f` returns false. Returns where to
+/// continue: `end` when the range is done.
 pub(crate) fn walk(
     guard: &MmapReadGuard<'_>,
     start: usize,
@@ -46,7 +46,7 @@ pub(crate) fn walk(
     budget: &mut usize,
     stable_file: *mut ffi::File,
     stats: &mut WalkStats,
-    mut f: impl FnMut(Found),
+    mut f: impl FnMut(Found) -> bool,
 ) -> usize {
     let mm = guard.raw_mm();
     let end_c = end as c_ulong;
@@ -84,24 +84,63 @@ pub(crate) fn walk(
             // SAFETY: `pud` is a present table entry covering `addr`.
             let pmd = unsafe { ffi::rksm_pmd(pud, addr) };
             // SAFETY: `pmd` points into a table kept by the mmap lock.
-            match unsafe { ffi::rksm_pmd_kind(pmd) } {
-                ffi::PMD_TABLE => {
-                    addr = scan_table(guard, pmd, addr, next, budget, stable_file, &mut f);
-                }
-                ffi::PMD_HUGE => {
-                    stats.thp_pages += ((next - addr) as usize) / kernel::page::PAGE_SIZE;
-                    addr = next;
-                }
-                _ => addr = next,
-            }
+            let (stop, more) = match unsafe { ffi::rksm_pmd_kind(pmd) } {
+                ffi::PMD_TABLE => scan_table(guard, pmd, addr, next, budget, stable_file, &mut f),
+                ffi::PMD_HUGE => scan_huge(guard, pmd, addr, next, budget, stats, &mut f),
+                _ => (next, true),
+            };
+            addr = stop;
             // SAFETY: process context, no spinlock held.
             unsafe { ffi::rksm_cond_resched() };
+            if !more {
+                return (addr as usize).min(end);
+            }
         }
     }
     (addr as usize).min(end)
 }
 
-/// Scans one PTE table from `addr` to `end` in batches; returns where it stopped.
+/// Hands out the pages of the THP `pmd` maps, one per call of `f`: merging one of them splits
+/// the THP, which needs the walker to hold no other reference on it.
+fn scan_huge(
+    guard: &MmapReadGuard<'_>,
+    pmd: *mut ffi::Pmd,
+    mut addr: c_ulong,
+    end: c_ulong,
+    budget: &mut usize,
+    stats: &mut WalkStats,
+    f: &mut impl FnMut(Found) -> bool,
+) -> (c_ulong, bool) {
+    while addr < end && *budget > 0 {
+        let mut hit = ffi::Hit {
+            addr: 0,
+            page: core::ptr::null_mut(),
+            kind: 0,
+        };
+        // SAFETY: the mmap lock is held; `pmd` came from `rksm_pmd` under it; `hit` is writable.
+        let n = unsafe { ffi::rksm_scan_huge_pmd(guard.raw_mm(), pmd, addr, &mut hit) };
+        let Some(ptr) = NonNull::new(hit.page).filter(|_| n == 1) else {
+            // Split, collapsed or the huge zero page meanwhile: pass over it.
+            stats.thp_pages += (end - addr) / kernel::page::PAGE_SIZE;
+            return (end, true);
+        };
+        // SAFETY: the shim took a folio reference for the hit.
+        let page = unsafe { PageRef::from_raw(ptr) };
+        *budget = budget.saturating_sub(1);
+        addr += kernel::page::PAGE_SIZE as c_ulong;
+        if !f(Found::Anon {
+            addr: hit.addr,
+            page,
+            large: true,
+        }) {
+            return (addr, false);
+        }
+    }
+    (addr, true)
+}
+
+/// Scans one PTE table from `addr` to `end` in batches; returns where it stopped and whether
+/// `f` wants more.
 fn scan_table(
     guard: &MmapReadGuard<'_>,
     pmd: *mut ffi::Pmd,
@@ -109,8 +148,8 @@ fn scan_table(
     end: c_ulong,
     budget: &mut usize,
     stable_file: *mut ffi::File,
-    f: &mut impl FnMut(Found),
-) -> c_ulong {
+    f: &mut impl FnMut(Found) -> bool,
+) -> (c_ulong, bool) {
     let mut hits = [ffi::Hit {
         addr: 0,
         page: core::ptr::null_mut(),
@@ -134,25 +173,37 @@ fn scan_table(
             )
         };
         let n = usize::try_from(n).unwrap_or(0).min(BATCH);
+        let mut more = true;
         for hit in &hits[..n] {
-            let a = hit.addr;
-            let Some(ptr) = NonNull::new(hit.page) else {
-                f(Found::Zero { addr: a });
+            let page = NonNull::new(hit.page).map(|ptr| {
+                // SAFETY: the shim took a folio reference for every hit with a page.
+                unsafe { PageRef::from_raw(ptr) }
+            });
+            if !more {
+                // `f` had enough: drop the rest of the batch (`page` goes out of scope here)
+                // and resume at the first page it did not take.
+                next = next.min(hit.addr);
                 continue;
-            };
-            // SAFETY: the shim took a folio reference for every hit with a page.
-            let page = unsafe { PageRef::from_raw(ptr) };
-            *budget = budget.saturating_sub(1);
-            match hit.kind {
-                ffi::HIT_STABLE => f(Found::Stable { addr: a, page }),
-                kind => f(Found::Anon {
-                    addr: a,
+            }
+            let addr = hit.addr;
+            let found = match (page, hit.kind) {
+                (None, _) => Found::Zero { addr },
+                (Some(page), ffi::HIT_STABLE) => Found::Stable { addr, page },
+                (Some(page), kind) => Found::Anon {
+                    addr,
                     page,
                     large: kind == ffi::HIT_ANON_LARGE,
-                }),
+                },
+            };
+            if !matches!(found, Found::Zero { .. }) {
+                *budget = budget.saturating_sub(1);
             }
+            more = f(found);
         }
         addr = next;
+        if !more {
+            return (addr, false);
+        }
     }
-    addr
+    (addr, true)
 }

@@ -18,8 +18,10 @@ mod mm;
 mod page;
 mod range_walk;
 mod scanner;
+mod stable;
 mod stats;
 mod sysfs;
+mod tree;
 
 module! {
     type: Rksm,

@@ -54,13 +54,15 @@ pub(crate) fn set_run(run: &Atomic<u64>, value: u64) -> Result {
     Ok(())
 }
 
-/// The running `rksmd` thread; stopped on drop.
+/// The running `rksmd` thread and the engine it owns; stopped on drop.
 ///
 /// # Invariants
 ///
-/// `task` is a kthread started by `rksm_kthread_run` that has not been stopped.
+/// `task` is a kthread started by `rksm_kthread_run` that has not been stopped. `engine` comes
+/// from `KBox::into_raw`; the thread uses it exclusively until it is stopped.
 pub(crate) struct Scanner {
     task: *mut ffi::Task,
+    engine: *mut Engine,
 }
 
 // SAFETY: `Scanner` only holds a task pointer that any context may pass to `kthread_stop`.
@@ -69,16 +71,20 @@ unsafe impl Send for Scanner {}
 unsafe impl Sync for Scanner {}
 
 impl Scanner {
-    /// Starts `rksmd`.
+    /// Creates the engine and starts `rksmd` on it.
     pub(crate) fn start() -> Result<Self> {
+        let engine = KBox::into_raw(KBox::new(Engine::new()?, GFP_KERNEL)?);
         let mut task = core::ptr::null_mut();
-        // SAFETY: `rksmd` takes no data; `task` is a valid place for the result.
-        let err = unsafe { ffi::rksm_kthread_run(rksmd, core::ptr::null_mut(), &mut task) };
+        // SAFETY: `engine` stays valid until `drop` reclaims it after stopping the thread;
+        // `task` is a valid place for the result.
+        let err = unsafe { ffi::rksm_kthread_run(rksmd, engine.cast(), &mut task) };
         if err != 0 {
+            // SAFETY: no thread got the pointer; it came from `KBox::into_raw` above.
+            drop(unsafe { KBox::from_raw(engine) });
             return Err(Error::from_errno(err));
         }
-        // INVARIANT: the thread was just started.
-        Ok(Self { task })
+        // INVARIANT: the thread was just started and owns `engine` until stopped.
+        Ok(Self { task, engine })
     }
 }
 
@@ -86,6 +92,9 @@ impl Drop for Scanner {
     fn drop(&mut self) {
         // SAFETY: by the type invariant the thread runs and is stopped only here.
         unsafe { ffi::rksm_kthread_stop(self.task) };
+        // SAFETY: the thread has returned, so nothing else uses the engine; it came from
+        // `KBox::into_raw` (type invariant).
+        drop(unsafe { KBox::from_raw(self.engine) });
     }
 }
 
@@ -95,10 +104,12 @@ fn should_stop() -> bool {
 }
 
 /// The kthread's body.
-extern "C" fn rksmd(_data: *mut c_void) -> c_int {
+extern "C" fn rksmd(data: *mut c_void) -> c_int {
+    // SAFETY: `data` is the engine `Scanner::start` handed over; this thread is its only user
+    // until `Scanner::drop` stops it.
+    let engine = unsafe { &mut *data.cast::<Engine>() };
     // SAFETY: we are the kthread.
     unsafe { ffi::rksm_kthread_set_freezable() };
-    let mut engine = Engine::new();
     let mut rounds: u32 = 0;
     while !should_stop() {
         // SAFETY: reads two atomics.
