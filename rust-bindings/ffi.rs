@@ -46,16 +46,12 @@ pub(crate) const VMA_ANON: c_int = 2;
 pub(crate) const PMD_TABLE: c_int = 1;
 /// [`rksm_pmd_kind`]: a THP.
 pub(crate) const PMD_HUGE: c_int = 2;
-/// [`Hit::kind`]: a small anonymous page.
-pub(crate) const HIT_ANON: c_uint = 1;
 /// [`Hit::kind`]: a page of a large anonymous folio.
 pub(crate) const HIT_ANON_LARGE: c_uint = 2;
 /// [`Hit::kind`]: a page of rksm's stable file.
 pub(crate) const HIT_STABLE: c_uint = 3;
 /// [`Hit::kind`]: the shared zero page (no reference taken).
 pub(crate) const HIT_ZERO: c_uint = 4;
-/// [`rksm_replace_pte`]: the PTE no longer maps the page.
-pub(crate) const MERGE_GONE: c_int = 1;
 /// [`rksm_replace_pte`]: someone else holds a reference.
 pub(crate) const MERGE_PINNED: c_int = 2;
 /// [`rksm_replace_pte`]: the content changed.
@@ -149,8 +145,6 @@ extern "C" {
     pub(crate) fn rksm_mmap_read_lock(mm: *mut Mm);
     /// `mmap_read_unlock`.
     pub(crate) fn rksm_mmap_read_unlock(mm: *mut Mm);
-    /// `mmap_lock_is_contended`.
-    pub(crate) fn rksm_mmap_lock_contended(mm: *mut Mm) -> bool;
 
     /// `find_vma`: the first VMA ending above `addr`. The mmap lock is held.
     pub(crate) fn rksm_vma_next(mm: *mut Mm, addr: c_ulong) -> *mut Vma;
@@ -268,4 +262,8 @@ extern "C" {
     pub(crate) fn rksm_module_get() -> bool;
     /// `module_put(THIS_MODULE)`.
     pub(crate) fn rksm_module_put();
+    /// Takes the round mutex (rksmd, around one round).
+    pub(crate) fn rksm_round_begin();
+    /// Releases the round mutex.
+    pub(crate) fn rksm_round_end();
 }

@@ -236,12 +236,6 @@ void rksm_mmap_read_unlock(struct mm_struct *mm)
 	mmap_read_unlock(mm);
 }
 
-/* A writer waits for the mmap lock: let it in before going on. */
-bool rksm_mmap_lock_contended(struct mm_struct *mm)
-{
-	return mmap_lock_is_contended(mm);
-}
-
 /* ---- VMAs ----------------------------------------------------------------------- */
 
 /* The first VMA that ends above @addr, or NULL. mmap_lock held. */
@@ -405,30 +399,41 @@ static pte_t *rksm_pte_lock(struct mm_struct *mm, unsigned long addr, spinlock_t
 }
 
 /*
- * The page at @addr inside the THP that @pmd maps, with a folio reference,
- * as one RKSM_HIT_ANON_LARGE hit. 0 if the pmd changed or maps the huge zero
- * page. One at a time: splitting the THP later needs a single extra pin.
+ * The page at @addr inside the anonymous THP that @pmd maps, with a folio
+ * reference, or NULL if the pmd changed. The huge zero folio is not
+ * anonymous, so the anon check skips it.
+ */
+static struct page *rksm_huge_page_get(struct mm_struct *mm, pmd_t *pmd, unsigned long addr)
+{
+	spinlock_t *ptl = pmd_lock(mm, pmd);
+	pmd_t val = pmdp_get(pmd);
+	struct page *page = NULL;
+
+	if (pmd_present(val) && pmd_trans_huge(val)) {
+		struct page *p = pmd_page(val) + ((addr & ~PMD_MASK) >> PAGE_SHIFT);
+		struct folio *folio = page_folio(p);
+
+		if (folio_test_anon(folio) && folio_try_get(folio))
+			page = p;
+	}
+	spin_unlock(ptl);
+	return page;
+}
+
+/*
+ * One page of the THP @pmd maps, as one RKSM_HIT_ANON_LARGE hit: 1, or 0
+ * if the pmd changed. One at a time, because splitting the THP to merge a
+ * page needs the caller to hold a single reference on it.
  */
 int rksm_scan_huge_pmd(struct mm_struct *mm, pmd_t *pmd, unsigned long addr,
 		       struct rksm_hit *hit)
 {
-	spinlock_t *ptl = pmd_lock(mm, pmd);
-	pmd_t val = pmdp_get(pmd);
-	int n = 0;
+	struct page *page = rksm_huge_page_get(mm, pmd, addr);
 
-	/* The huge zero folio is not anonymous, so the anon check skips it. */
-	if (pmd_present(val) && pmd_trans_huge(val)) {
-		struct page *page = pmd_page(val) + ((addr & ~PMD_MASK) >> PAGE_SHIFT);
-		struct folio *folio = page_folio(page);
-
-		if (folio_test_anon(folio) && folio_try_get(folio)) {
-			*hit = (struct rksm_hit){ .addr = addr, .page = page,
-						  .kind = RKSM_HIT_ANON_LARGE };
-			n = 1;
-		}
-	}
-	spin_unlock(ptl);
-	return n;
+	if (!page)
+		return 0;
+	*hit = (struct rksm_hit){ .addr = addr, .page = page, .kind = RKSM_HIT_ANON_LARGE };
+	return 1;
 }
 
 /*
@@ -437,11 +442,20 @@ int rksm_scan_huge_pmd(struct mm_struct *mm, pmd_t *pmd, unsigned long addr,
  */
 struct page *rksm_anon_page_at(struct mm_struct *mm, unsigned long addr)
 {
-	spinlock_t *ptl;
-	pte_t *ptep = rksm_pte_lock(mm, addr, &ptl);
+	pgd_t *pgd = rksm_pgd(mm, addr);
+	p4d_t *p4d = pgd ? rksm_p4d(pgd, addr) : NULL;
+	pud_t *pud = p4d ? rksm_pud(p4d, addr) : NULL;
+	pmd_t *pmd = pud ? pmd_offset(pud, addr) : NULL;
 	struct page *page = NULL;
+	spinlock_t *ptl;
+	pte_t *ptep;
 	pte_t val;
 
+	if (!pmd)
+		return NULL;
+	if (rksm_pmd_kind(pmd) == RKSM_PMD_HUGE)
+		return rksm_huge_page_get(mm, pmd, addr);
+	ptep = pte_offset_map_lock(mm, pmd, addr, &ptl);
 	if (!ptep)
 		return NULL;
 	val = ptep_get(ptep);
@@ -780,4 +794,19 @@ bool rksm_module_get(void)
 void rksm_module_put(void)
 {
 	module_put(THIS_MODULE);
+}
+
+/* ---- a round of scanning, and run=0 waiting for it --------------------------- */
+
+/* Held by rksmd for one round; a write of run=0 waits for it, as with KSM's ksm_thread_mutex. */
+static DEFINE_MUTEX(rksm_round_mutex);
+
+void rksm_round_begin(void)
+{
+	mutex_lock(&rksm_round_mutex);
+}
+
+void rksm_round_end(void)
+{
+	mutex_unlock(&rksm_round_mutex);
 }

@@ -56,7 +56,6 @@ bool rksm_mmget_not_zero(struct mm_struct *mm);
 void rksm_mmput(struct mm_struct *mm);
 void rksm_mmap_read_lock(struct mm_struct *mm);
 void rksm_mmap_read_unlock(struct mm_struct *mm);
-bool rksm_mmap_lock_contended(struct mm_struct *mm);
 struct vm_area_struct *rksm_vma_next(struct mm_struct *mm, unsigned long addr);
 unsigned long rksm_vma_start(struct vm_area_struct *vma);
 unsigned long rksm_vma_end(struct vm_area_struct *vma);
@@ -97,5 +96,7 @@ int rksm_page_mapcount(struct page *page);
 bool rksm_stable_page_free(struct file *file, unsigned long index, struct page *page);
 bool rksm_module_get(void);
 void rksm_module_put(void);
+void rksm_round_begin(void);
+void rksm_round_end(void);
 
 #endif /* RKSM_SHIM_H */

@@ -26,6 +26,11 @@ use crate::tree::HashTree;
 const ZERO_MERGED: u32 = 1;
 /// `Record::flags`: this address maps a stable page.
 const STABLE_MERGED: u32 = 2;
+/// `Record::flags`: the page was put in the unstable tree at this visit. It counts in
+/// `pages_unshared` until its next visit, as KSM's rmap_items do.
+const IN_UNSTABLE: u32 = 4;
+/// The flags that mean "rksm merged this address".
+const MERGED: u32 = ZERO_MERGED | STABLE_MERGED;
 
 /// Pages one walk batch may hand over before the mmap lock is dropped to process them.
 const BATCH: usize = 64;
@@ -79,7 +84,7 @@ impl PassState {
 
     /// Whether any merge of this mm is on record.
     fn has_merges(&self) -> bool {
-        let merged = |r: &Record| r.flags != 0;
+        let merged = |r: &Record| r.flags & MERGED != 0;
         self.prev.iter().any(merged) || self.next.iter().any(merged)
     }
 
@@ -91,7 +96,13 @@ impl PassState {
     fn finish(&mut self, guard: &MmapReadGuard<'_>, file: &StableFile) {
         self.next.sort_unstable_by_key(|r| r.addr);
         for r in self.prev.iter().filter(|r| r.flags != 0) {
-            if self.next.binary_search_by_key(&r.addr, |n| n.addr).is_err() {
+            if self.next.binary_search_by_key(&r.addr, |n| n.addr).is_ok() {
+                continue;
+            }
+            if r.flags & IN_UNSTABLE != 0 {
+                stats::add(Stat::PagesUnshared, -1);
+            }
+            if r.flags & MERGED != 0 {
                 unmerge_if_unmergeable(guard, r, file);
             }
         }
@@ -109,6 +120,8 @@ impl PassState {
 
     /// Forgets every record, keeping the counters right.
     fn forget(&mut self) {
+        let unshared = Self::count(&self.prev, IN_UNSTABLE) + Self::count(&self.next, IN_UNSTABLE);
+        stats::add(Stat::PagesUnshared, -unshared);
         stats::add(Stat::Records, -(self.prev.len() as i64));
         stats::add(Stat::ZeroPages, -Self::count(&self.prev, ZERO_MERGED));
         self.prev.clear();
@@ -167,6 +180,8 @@ struct StableNode {
 struct UnstableEntry {
     mm: usize,
     addr: usize,
+    /// Where its record went in that mm's `PassState::next`.
+    record: usize,
 }
 
 /// How a slot's turn ended.
@@ -217,8 +232,10 @@ impl Engine {
                 return;
             }
             if self.current >= self.slots.len() {
+                // As in KSM, a round ends where a full scan ends: sleep_millisecs lies between
+                // two passes, and full_scans counts passes, not rounds.
                 self.end_pass();
-                continue;
+                return;
             }
             match self.scan_slot(self.current, &mut budget) {
                 SlotTurn::Done => self.current += 1,
@@ -262,8 +279,8 @@ impl Engine {
     /// KSM, and the stable tree drops pages nothing maps any more.
     fn end_pass(&mut self) {
         stats::add(Stat::FullScans, 1);
+        // The records keep counting in `pages_unshared` until their pages are visited again.
         self.unstable.clear();
-        stats::set(Stat::PagesUnshared, 0);
         self.refresh_stable();
         self.in_pass = false;
     }
@@ -361,13 +378,26 @@ impl Engine {
 
     /// Decides what becomes of one page of slot `idx`.
     fn visit(&mut self, idx: usize, mm_id: usize, found: Found) {
+        let addr = match &found {
+            Found::Zero { addr } | Found::Stable { addr } | Found::Anon { addr, .. } => *addr,
+        };
+        if self
+            .prev_record(idx, addr)
+            .is_some_and(|r| r.flags & IN_UNSTABLE != 0)
+        {
+            // It leaves the previous pass's unstable tree.
+            stats::add(Stat::PagesUnshared, -1);
+        }
         let record = match found {
             Found::Zero { addr } => match self.prev_record(idx, addr) {
                 // Still the zero page we put there: keep counting it.
-                Some(r) if r.flags & ZERO_MERGED != 0 => r,
+                Some(r) if r.flags & ZERO_MERGED != 0 => Record {
+                    flags: ZERO_MERGED,
+                    ..r
+                },
                 _ => return,
             },
-            Found::Stable { addr, page: _ } => {
+            Found::Stable { addr } => {
                 stats::add(Stat::PagesScanned, 1);
                 Record {
                     addr,
@@ -375,10 +405,10 @@ impl Engine {
                     flags: STABLE_MERGED,
                 }
             }
-            Found::Anon { addr, page, large } => {
+            Found::Anon { addr, page, .. } => {
                 stats::add(Stat::PagesScanned, 1);
                 let hash = page.hash();
-                let flags = self.try_merge(idx, mm_id, addr, &page, hash, large);
+                let flags = self.try_merge(idx, mm_id, addr, &page, hash);
                 Record {
                     addr,
                     hash: hash as u32,
@@ -386,9 +416,14 @@ impl Engine {
                 }
             }
         };
-        if let Some(slot) = self.slots.get_mut(idx) {
-            // Without memory for the record the page only looks new again next pass.
-            let _ = slot.pass.next.push(record, GFP_KERNEL);
+        let pushed = self
+            .slots
+            .get_mut(idx)
+            .is_some_and(|s| s.pass.next.push(record, GFP_KERNEL).is_ok());
+        if !pushed && record.flags & IN_UNSTABLE != 0 {
+            // Without memory for the record the page only looks new again next pass; its tree
+            // entry then has no record to count it.
+            stats::add(Stat::PagesUnshared, -1);
         }
     }
 
@@ -406,7 +441,6 @@ impl Engine {
         addr: usize,
         page: &PageRef,
         hash: u64,
-        large: bool,
     ) -> u32 {
         if knob(KnobId::UseZeroPages) != 0 && hash == self.zero_hash && page.is_zero() {
             return if self.merge_at(mm_id, addr, page, None) {
@@ -425,18 +459,27 @@ impl Engine {
             // New or volatile: wait a pass, so pages rewritten all the time are never merged.
             return 0;
         }
-        if large {
-            // A twin would mean a split; KSM splits too, but only once a twin exists.
-        }
+        // A page of a THP goes the same way: the merge splits the THP only once a twin exists,
+        // as in KSM.
         if self.merge_with_unstable(mm_id, addr, page, hash) {
             return STABLE_MERGED;
         }
+        // `visit` pushes this page's record next, at this index.
+        let record = self.slots.get(idx).map_or(0, |s| s.pass.next.len());
         if self
             .unstable
-            .insert(hash, UnstableEntry { mm: mm_id, addr })
+            .insert(
+                hash,
+                UnstableEntry {
+                    mm: mm_id,
+                    addr,
+                    record,
+                },
+            )
             .is_ok()
         {
             stats::add(Stat::PagesUnshared, 1);
+            return IN_UNSTABLE;
         }
         0
     }
@@ -478,21 +521,40 @@ impl Engine {
                 i += 1;
                 continue;
             }
-            let Some(other) = self.page_at(other_mm, other_addr) else {
-                // Gone or changed beyond recognition: drop it from the tree.
-                let _ = self.unstable.remove(hash, i);
-                stats::add(Stat::PagesUnshared, -1);
-                continue;
-            };
-            if !other.same_content(page) {
+            let other = self.page_at(other_mm, other_addr);
+            if other.as_ref().is_some_and(|o| !o.same_content(page)) {
                 i += 1;
                 continue;
             }
-            let _ = self.unstable.remove(hash, i);
-            stats::add(Stat::PagesUnshared, -1);
-            return self.merge_pair(mm_id, addr, page, other_mm, other_addr, &other, hash);
+            // Merging, or gone (unmapped, not mergeable any more): out of the tree either way.
+            if let Some(entry) = self.unstable.remove(hash, i) {
+                self.leave_unstable(&entry);
+            }
+            if let Some(other) = other {
+                return self.merge_pair(mm_id, addr, page, other_mm, other_addr, &other, hash);
+            }
         }
         false
+    }
+
+    /// `entry` left the unstable tree: its record no longer counts in `pages_unshared`.
+    fn leave_unstable(&mut self, entry: &UnstableEntry) {
+        stats::add(Stat::PagesUnshared, -1);
+        let Some(slot) = self.slots.iter_mut().find(|s| s.mm.id() == entry.mm) else {
+            return;
+        };
+        let pass = &mut slot.pass;
+        // In `next` while that mm's pass runs; in the sorted `prev` once it finished.
+        let record = match pass.next.get_mut(entry.record) {
+            Some(r) if r.addr == entry.addr => Some(r),
+            _ => match pass.prev.binary_search_by_key(&entry.addr, |r| r.addr) {
+                Ok(i) => pass.prev.get_mut(i),
+                Err(_) => None,
+            },
+        };
+        if let Some(r) = record {
+            r.flags &= !IN_UNSTABLE;
+        }
     }
 
     /// Makes a new stable page from `page`'s content and maps it in place of both pages. If
@@ -631,7 +693,6 @@ impl Engine {
         }
         self.slots.clear();
         self.unstable.clear();
-        stats::set(Stat::PagesUnshared, 0);
         self.current = 0;
         self.in_pass = false;
         stats::set(Stat::FullScans, 0);
@@ -676,7 +737,7 @@ impl Engine {
                         file,
                         &mut walk,
                         |f| {
-                            if let Found::Stable { addr, .. } = f {
+                            if let Found::Stable { addr } = f {
                                 let _ = hits.push(addr, GFP_KERNEL);
                             }
                             hits.len() < BATCH

@@ -69,16 +69,19 @@ impl<const N: usize> Covered<N> {
     }
 
     /// Whether nothing is covered.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether `addr` is covered.
+    #[cfg(test)]
     pub(crate) fn contains(&self, addr: usize) -> bool {
         self.after(addr).is_some_and(|s| s.start <= addr)
     }
 
     /// The covered ranges as `(start, end)`, ascending, disjoint, non-adjacent.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.spans().iter().map(|s| (s.start, s.end))
     }

@@ -144,12 +144,6 @@ impl MmapReadGuard<'_> {
         })
     }
 
-    /// Whether a writer is waiting for the lock.
-    pub(crate) fn contended(&self) -> bool {
-        // SAFETY: the mm is pinned (type invariant).
-        unsafe { ffi::rksm_mmap_lock_contended(self.raw_mm()) }
-    }
-
     /// Whether `addr` maps the shared zero page now.
     pub(crate) fn maps_zero_page(&self, addr: usize) -> bool {
         // SAFETY: the mmap lock is held (type invariant); a NULL file is never compared.

@@ -21,7 +21,7 @@ pub(crate) enum Found {
         large: bool,
     },
     /// A page of rksm's stable file: already merged.
-    Stable { addr: usize, page: PageRef },
+    Stable { addr: usize },
     /// The shared zero page.
     Zero { addr: usize },
 }
@@ -188,7 +188,7 @@ fn scan_table(
             let addr = hit.addr;
             let found = match (page, hit.kind) {
                 (None, _) => Found::Zero { addr },
-                (Some(page), ffi::HIT_STABLE) => Found::Stable { addr, page },
+                (Some(_), ffi::HIT_STABLE) => Found::Stable { addr },
                 (Some(page), kind) => Found::Anon {
                     addr,
                     page,

@@ -4,9 +4,6 @@
 //!
 //! This crate root only wires the parts together; see README.md for the design.
 
-// TEMPORARY while the stable tree lands.
-#![allow(dead_code)]
-
 use kernel::prelude::*;
 
 mod engine;

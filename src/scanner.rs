@@ -37,7 +37,15 @@ pub(crate) fn set_run(run: &Atomic<u64>, value: u64) -> Result {
             run.store(value, Relaxed);
             kick();
         }
-        RUN_STOP => run.store(value, Relaxed),
+        RUN_STOP => {
+            run.store(value, Relaxed);
+            // As with KSM, the write returns once the round in progress is over.
+            // SAFETY: process context; the mutex is only ever held around one round.
+            unsafe {
+                ffi::rksm_round_begin();
+                ffi::rksm_round_end();
+            }
+        }
         RUN_UNMERGE => {
             // Stop merging first, then wait until rksmd has undone every merge, as a write
             // of 2 to KSM's run returns only when everything is unmerged.
@@ -125,7 +133,15 @@ extern "C" fn rksmd(data: *mut c_void) -> c_int {
                 pr_warn!("KSM started (/sys/kernel/mm/ksm/run is 1): rksm stops scanning\n");
                 crate::sysfs::stop_running();
             } else {
-                engine.scan_round(usize::try_from(knob(KnobId::PagesToScan)).unwrap_or(usize::MAX));
+                let budget = usize::try_from(knob(KnobId::PagesToScan)).unwrap_or(usize::MAX);
+                // SAFETY: kthread context; released right after the round.
+                unsafe { ffi::rksm_round_begin() };
+                // run may have been set to 0 while we waited for the mutex.
+                if knob(KnobId::Run) == RUN_MERGE {
+                    engine.scan_round(budget);
+                }
+                // SAFETY: taken just above.
+                unsafe { ffi::rksm_round_end() };
             }
             // u32::MAX means "no timeout" to the shim; a sleep that long is the same thing.
             u32::try_from(knob(KnobId::SleepMillisecs)).unwrap_or(u32::MAX)
