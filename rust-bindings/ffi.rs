@@ -266,4 +266,6 @@ extern "C" {
     pub(crate) fn rksm_round_begin();
     /// Releases the round mutex.
     pub(crate) fn rksm_round_end();
+    /// Whether both pages belong to one folio.
+    pub(crate) fn rksm_same_folio(a: *mut Page, b: *mut Page) -> bool;
 }

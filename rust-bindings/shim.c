@@ -502,6 +502,11 @@ bool rksm_pages_equal(struct page *a, struct page *b)
 	return eq;
 }
 
+bool rksm_same_folio(struct page *a, struct page *b)
+{
+	return page_folio(a) == page_folio(b);
+}
+
 /* Drop the reference rksm_scan_ptes() or rksm_stable_page() took. */
 void rksm_page_put(struct page *page)
 {

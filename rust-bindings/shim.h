@@ -78,6 +78,7 @@ struct page *rksm_anon_page_at(struct mm_struct *mm, unsigned long addr);
 u64 rksm_page_hash(struct page *page);
 bool rksm_page_is_zero(struct page *page);
 bool rksm_pages_equal(struct page *a, struct page *b);
+bool rksm_same_folio(struct page *a, struct page *b);
 void rksm_page_put(struct page *page);
 void rksm_lru_add_drain_all(void);
 int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,

@@ -20,6 +20,21 @@ for src in "$RKSM_ROOT"/tests/*_test.c; do
 	if [ -n "${TESTS:-}" ] && ! grep -qw "$name" <<<"$TESTS"; then continue; fi
 	gcc "${cflags[@]}" -o "$out/$name" "$src"
 done
+# mmu_notifier_test's helper module, built from a copy (no .o in tests/)
+# against the test kernel; the test loads it from ./ in the guest.
+if [ -x "$out/mmu_notifier_test" ]; then
+	mn=$RKSM_ROOT/build/mn
+	rm -rf "$mn"
+	cp -r "$RKSM_ROOT/tests/mmu_notifier" "$mn"
+	kmake M="$mn" modules >"$logs/mn-build.log" 2>&1 ||
+		{ cat "$logs/mn-build.log" >&2; die "building rksm_mn_test.ko failed"; }
+	cp "$mn/rksm_mn_test.ko" "$out/"
+fi
+# The kernel's own KSM selftest (ksm_tests), pointed at /sys/kernel/mm/rksm.
+if [ -z "${TESTS:-}" ] || grep -qw ksm_selftests <<<"$TESTS"; then
+	"$RKSM_ROOT/scripts/build-ksm-selftests.sh" "$out"
+	cp "$RKSM_ROOT/tests/ksm_selftests.sh" "$out/"
+fi
 cp "$RKSM_ROOT/tests/run-guest.sh" "$out/"
 
 set +e

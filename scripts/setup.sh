@@ -10,7 +10,7 @@ set -euo pipefail
 
 APT_PKGS=(rustc-web rust-web-src rust-web-clippy rustfmt-web
 	qemu-system-x86 busybox-static cpio bc flex bison libelf-dev libssl-dev
-	xz-utils python3-pip gcc make git rsync)
+	xz-utils python3-pip gcc make git rsync libnuma-dev)
 
 need_root() { [ "$(id -u)" = 0 ] || die "$1 needs root (run as root, as README.md says)"; }
 

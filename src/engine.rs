@@ -17,6 +17,7 @@ use crate::knobs::KnobId;
 use crate::mm::{MergeError, Mm, MmapReadGuard, VmaKind};
 use crate::page::PageRef;
 use crate::range_walk::{self, Found, WalkStats};
+use crate::smart_scan::Age;
 use crate::stable::{StableFile, StablePage};
 use crate::stats::{self, Stat};
 use crate::sysfs::knob;
@@ -31,6 +32,19 @@ const STABLE_MERGED: u32 = 2;
 const IN_UNSTABLE: u32 = 4;
 /// The flags that mean "rksm merged this address".
 const MERGED: u32 = ZERO_MERGED | STABLE_MERGED;
+/// Where `Record::flags` keeps a page's smart-scan [`Age`] (bits 8-15 age, 16-23 skips).
+const AGE_SHIFT: u32 = 8;
+
+fn age_of(flags: u32) -> Age {
+    Age {
+        age: (flags >> AGE_SHIFT) as u8,
+        skips: (flags >> (AGE_SHIFT + 8)) as u8,
+    }
+}
+
+fn with_age(flags: u32, age: Age) -> u32 {
+    (flags & 0xff) | u32::from(age.age) << AGE_SHIFT | u32::from(age.skips) << (AGE_SHIFT + 8)
+}
 
 /// Pages one walk batch may hand over before the mmap lock is dropped to process them.
 const BATCH: usize = 64;
@@ -406,13 +420,34 @@ impl Engine {
                 }
             }
             Found::Anon { addr, page, .. } => {
-                stats::add(Stat::PagesScanned, 1);
-                let hash = page.hash();
-                let flags = self.try_merge(idx, mm_id, addr, &page, hash);
-                Record {
-                    addr,
-                    hash: hash as u32,
-                    flags,
+                let prev = self.prev_record(idx, addr);
+                // Smart scan: a page that keeps failing to merge is skipped for a while.
+                let mut age = prev
+                    .filter(|r| r.flags & MERGED == 0)
+                    .map_or(Age::default(), |r| age_of(r.flags));
+                if knob(KnobId::SmartScan) != 0 && age.visit() {
+                    stats::add(Stat::PagesSkipped, 1);
+                    let hash = prev.map_or(0, |r| r.hash);
+                    Record {
+                        addr,
+                        hash,
+                        flags: with_age(0, age),
+                    }
+                } else {
+                    stats::add(Stat::PagesScanned, 1);
+                    let hash = page.hash();
+                    let flags = self.try_merge(idx, mm_id, addr, &page, hash);
+                    // A merged page starts over, should it be unmerged later.
+                    let flags = if flags & MERGED != 0 {
+                        flags
+                    } else {
+                        with_age(flags, age)
+                    };
+                    Record {
+                        addr,
+                        hash: hash as u32,
+                        flags,
+                    }
                 }
             }
         };
@@ -531,7 +566,7 @@ impl Engine {
                 self.leave_unstable(&entry);
             }
             if let Some(other) = other {
-                return self.merge_pair(mm_id, addr, page, other_mm, other_addr, &other, hash);
+                return self.merge_pair(mm_id, addr, page, other_mm, other_addr, other, hash);
             }
         }
         false
@@ -567,17 +602,30 @@ impl Engine {
         page: &PageRef,
         other_mm: usize,
         other_addr: usize,
-        other: &PageRef,
+        other: PageRef,
         hash: u64,
     ) -> bool {
         let Ok(stable) = self.file.alloc(page) else {
             return false;
         };
+        // Twins inside one THP: merging the first splits it, which needs our reference on it
+        // to be the only extra one. Let the second go, and find it again after the split.
+        let other = if page.same_folio(&other) {
+            drop(other);
+            None
+        } else {
+            Some(other)
+        };
         let merged = self.merge_at(mm_id, addr, page, Some(stable.page()))
-            && (self.merge_at(other_mm, other_addr, other, Some(stable.page())) || {
-                self.unmerge_at(mm_id, addr);
-                false
-            });
+            && (other
+                .or_else(|| self.page_at(other_mm, other_addr))
+                .is_some_and(|other| {
+                    self.merge_at(other_mm, other_addr, &other, Some(stable.page()))
+                })
+                || {
+                    self.unmerge_at(mm_id, addr);
+                    false
+                });
         if !merged || stable.mapcount() == 0 {
             if let Err(stable) = self.file.free(stable) {
                 // Still mapped (the undo failed): keep it as a stable page after all.

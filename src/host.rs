@@ -10,3 +10,4 @@
 
 mod intervals;
 mod knobs;
+mod smart_scan;

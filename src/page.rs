@@ -46,8 +46,13 @@ impl PageRef {
         unsafe { ffi::rksm_page_is_zero(self.as_raw()) }
     }
 
+    /// Whether both pages belong to one folio (a THP).
+    pub(crate) fn same_folio(&self, other: &PageRef) -> bool {
+        // SAFETY: both pages are valid while their references are held (type invariant).
+        unsafe { ffi::rksm_same_folio(self.as_raw(), other.as_raw()) }
+    }
+
     /// Whether both pages hold the same bytes right now.
-    #[allow(dead_code)] // Used by the stable tree.
     pub(crate) fn same_content(&self, other: &PageRef) -> bool {
         // SAFETY: both pages are valid while their references are held (type invariant).
         unsafe { ffi::rksm_pages_equal(self.as_raw(), other.as_raw()) }

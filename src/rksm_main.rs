@@ -15,6 +15,7 @@ mod mm;
 mod page;
 mod range_walk;
 mod scanner;
+mod smart_scan;
 mod stable;
 mod stats;
 mod sysfs;
