@@ -165,6 +165,12 @@ extern "C" {
     pub(crate) fn rksm_pmd(pud: *mut Pud, addr: c_ulong) -> *mut Pmd;
     /// `PMD_TABLE`, `PMD_HUGE` or 0 (nothing to scan).
     pub(crate) fn rksm_pmd_kind(pmd: *mut Pmd) -> c_int;
+    /// The first address in `[addr, end)` (inside one pud) whose pmd is populated, or `end`.
+    ///
+    /// # Safety
+    ///
+    /// The mmap lock of the mm is held; `pud` is a present table entry covering the range.
+    pub(crate) fn rksm_pmd_skip_empty(pud: *mut Pud, addr: c_ulong, end: c_ulong) -> c_ulong;
     /// `pgd_addr_end`.
     pub(crate) fn rksm_pgd_end(addr: c_ulong, end: c_ulong) -> c_ulong;
     /// `p4d_addr_end`.
@@ -268,4 +274,8 @@ extern "C" {
     pub(crate) fn rksm_round_end();
     /// Whether both pages belong to one folio.
     pub(crate) fn rksm_same_folio(a: *mut Page, b: *mut Page) -> bool;
+    /// Opens KSM's `run` file for [`rksm_ksm_run`]; process context (module init).
+    pub(crate) fn rksm_ksm_watch_start();
+    /// Closes it. Nothing may call [`rksm_ksm_run`] any more.
+    pub(crate) fn rksm_ksm_watch_stop();
 }

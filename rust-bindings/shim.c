@@ -309,6 +309,20 @@ int rksm_pmd_kind(pmd_t *pmd)
 	return pmd_bad(val) ? RKSM_PMD_NONE : RKSM_PMD_TABLE;
 }
 
+/*
+ * The first address in [@addr, @end) (inside one pud) whose pmd is populated,
+ * or @end: one check per empty pmd, in one call rather than one call each.
+ */
+unsigned long rksm_pmd_skip_empty(pud_t *pud, unsigned long addr, unsigned long end)
+{
+	pmd_t *pmd = pmd_offset(pud, addr);
+
+	for (; addr < end; pmd++, addr = pmd_addr_end(addr, end))
+		if (rksm_pmd_kind(pmd) != RKSM_PMD_NONE)
+			break;
+	return addr;
+}
+
 unsigned long rksm_pgd_end(unsigned long addr, unsigned long end)
 {
 	return pgd_addr_end(addr, end);
@@ -677,19 +691,36 @@ u64 rksm_zero_page_hash(void)
 
 /*
  * KSM's run knob, read the way userspace reads it (KSM keeps it private).
- * 0 if it cannot be read: KSM is then not built in and cannot interfere.
+ * The file is opened at module load, in insmod's context: a kthread cannot
+ * resolve the path. 0 if it cannot be read: KSM is then not built in and
+ * cannot interfere.
  */
-int rksm_ksm_run(void)
+static struct file *rksm_ksm_run_file;
+
+void rksm_ksm_watch_start(void)
 {
 	struct file *f = filp_open("/sys/kernel/mm/ksm/run", O_RDONLY, 0);
+
+	rksm_ksm_run_file = IS_ERR(f) ? NULL : f;
+}
+
+void rksm_ksm_watch_stop(void)
+{
+	if (rksm_ksm_run_file)
+		filp_close(rksm_ksm_run_file, NULL);
+	rksm_ksm_run_file = NULL;
+}
+
+int rksm_ksm_run(void)
+{
 	char buf[8] = "";
 	loff_t pos = 0;
 	ssize_t n;
 
-	if (IS_ERR(f))
+	if (!rksm_ksm_run_file)
 		return 0;
-	n = kernel_read(f, buf, sizeof(buf) - 1, &pos);
-	filp_close(f, NULL);
+	/* Each read from offset 0 runs KSM's show() again. */
+	n = kernel_read(rksm_ksm_run_file, buf, sizeof(buf) - 1, &pos);
 	return n > 0 ? buf[0] - '0' : 0;
 }
 

@@ -65,6 +65,7 @@ p4d_t *rksm_p4d(pgd_t *pgd, unsigned long addr);
 pud_t *rksm_pud(p4d_t *p4d, unsigned long addr);
 pmd_t *rksm_pmd(pud_t *pud, unsigned long addr);
 int rksm_pmd_kind(pmd_t *pmd);
+unsigned long rksm_pmd_skip_empty(pud_t *pud, unsigned long addr, unsigned long end);
 unsigned long rksm_pgd_end(unsigned long addr, unsigned long end);
 unsigned long rksm_p4d_end(unsigned long addr, unsigned long end);
 unsigned long rksm_pud_end(unsigned long addr, unsigned long end);
@@ -86,6 +87,8 @@ int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page
 int rksm_pte_kind(struct mm_struct *mm, unsigned long addr, struct file *stable_file);
 int rksm_break_cow(struct mm_struct *mm, unsigned long addr);
 u64 rksm_zero_page_hash(void);
+void rksm_ksm_watch_start(void);
+void rksm_ksm_watch_stop(void);
 int rksm_ksm_run(void);
 int rksm_unmerge_request_wait(void);
 int rksm_unmerge_pending(void);

@@ -50,7 +50,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 		fi
 		apt-get update -q >/dev/null
-		(cd "$src_dir" && apt-get download -q linux-source-7.3 >/dev/null)
+		(cd "$src_dir" && apt-get download -q -o APT::Sandbox::User=root linux-source-7.3 >/dev/null)
 		pkg=$(ls -1 "$src_dir"/linux-source-7.3_*.deb | sort -V | tail -n 1)
 	fi
 fi

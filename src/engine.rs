@@ -307,8 +307,9 @@ impl Engine {
             |node| node.page.mapcount() > 0,
             |node| {
                 if let Err(page) = file.free(node.page) {
-                    // Mapped again meanwhile (a fork): keep it alive; it is out of the tree,
-                    // so it cannot gain merges, and run=2 still finds it by its file.
+                    // Cannot happen: only rksm maps a stable page that nothing maps, and it
+                    // is busy here. Should it happen, leaking the page is the safe answer
+                    // (the module stays pinned); truncating a mapped page is not.
                     core::mem::forget(page);
                 }
             },

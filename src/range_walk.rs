@@ -79,6 +79,12 @@ pub(crate) fn walk(
         let pud_end = unsafe { ffi::rksm_pud_end(addr, end_c) };
         // One pud covers up to 512 pmds: walk them here rather than descending again.
         while addr < pud_end && *budget > 0 {
+            // SAFETY: `pud` is a present table entry covering `[addr, pud_end)`; the mmap lock
+            // is held.
+            addr = unsafe { ffi::rksm_pmd_skip_empty(pud, addr, pud_end) };
+            if addr >= pud_end {
+                break;
+            }
             // SAFETY: pure arithmetic.
             let next = unsafe { ffi::rksm_pmd_end(addr, pud_end) };
             // SAFETY: `pud` is a present table entry covering `addr`.
@@ -90,12 +96,14 @@ pub(crate) fn walk(
                 _ => (next, true),
             };
             addr = stop;
-            // SAFETY: process context, no spinlock held.
-            unsafe { ffi::rksm_cond_resched() };
             if !more {
                 return (addr as usize).min(end);
             }
         }
+        // Once per populated pud (and per batch of PTEs in `scan_table`): TCG guests are slow
+        // enough to trip the soft-lockup detector otherwise.
+        // SAFETY: process context, no spinlock held.
+        unsafe { ffi::rksm_cond_resched() };
     }
     (addr as usize).min(end)
 }
@@ -201,6 +209,8 @@ fn scan_table(
             more = f(found);
         }
         addr = next;
+        // SAFETY: process context, no spinlock held (the shim dropped the PTL).
+        unsafe { ffi::rksm_cond_resched() };
         if !more {
             return (addr, false);
         }

@@ -81,7 +81,17 @@ unsafe impl Sync for Scanner {}
 impl Scanner {
     /// Creates the engine and starts `rksmd` on it.
     pub(crate) fn start() -> Result<Self> {
-        let engine = KBox::into_raw(KBox::new(Engine::new()?, GFP_KERNEL)?);
+        // SAFETY: module init runs in process context, where KSM's sysfs file can be opened by
+        // path (a kthread cannot); it stays open until `drop`.
+        unsafe { ffi::rksm_ksm_watch_start() };
+        let engine = match Engine::new().and_then(|e| Ok(KBox::new(e, GFP_KERNEL)?)) {
+            Ok(engine) => KBox::into_raw(engine),
+            Err(e) => {
+                // SAFETY: started just above.
+                unsafe { ffi::rksm_ksm_watch_stop() };
+                return Err(e);
+            }
+        };
         let mut task = core::ptr::null_mut();
         // SAFETY: `engine` stays valid until `drop` reclaims it after stopping the thread;
         // `task` is a valid place for the result.
@@ -89,6 +99,8 @@ impl Scanner {
         if err != 0 {
             // SAFETY: no thread got the pointer; it came from `KBox::into_raw` above.
             drop(unsafe { KBox::from_raw(engine) });
+            // SAFETY: started above; no thread reads through it.
+            unsafe { ffi::rksm_ksm_watch_stop() };
             return Err(Error::from_errno(err));
         }
         // INVARIANT: the thread was just started and owns `engine` until stopped.
@@ -103,6 +115,9 @@ impl Drop for Scanner {
         // SAFETY: the thread has returned, so nothing else uses the engine; it came from
         // `KBox::into_raw` (type invariant).
         drop(unsafe { KBox::from_raw(self.engine) });
+        // SAFETY: started in `start`; the thread that read through it has returned, and the
+        // sysfs files (the other reader) are gone: `Rksm` drops them first.
+        unsafe { ffi::rksm_ksm_watch_stop() };
     }
 }
 

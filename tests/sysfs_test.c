@@ -141,4 +141,26 @@ TEST(rksmd_sleeps_while_stopped)
 	EXPECT_EQ(before, rksm_cpu_ticks(pid));
 }
 
+/* KSM's counters, and rksm's own, exist and are read-only, even for root. */
+TEST(counters_exist_and_are_read_only)
+{
+	static const char *const counters[] = {
+		"pages_scanned", "pages_shared", "pages_sharing", "pages_unshared",
+		"pages_volatile", "pages_skipped", "full_scans", "stable_node_chains",
+		"stable_node_dups", "general_profit", "ksm_zero_pages", "pages_tracked",
+		"thp_pages_skipped", "thp_split", "merge_fail_pinned", "merge_fail_changed",
+		"merge_fail_contended",
+	};
+
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		unsigned long long v;
+		int err;
+
+		EXPECT_EQ(0, rksm_read(counters[i], &v)) TH_LOG("%s", counters[i]);
+		err = rksm_write(counters[i], "0");
+		EXPECT_TRUE(err == -EACCES || err == -EIO || err == -EPERM)
+			TH_LOG("%s: write gave %d", counters[i], err);
+	}
+}
+
 TEST_HARNESS_MAIN

@@ -30,6 +30,7 @@ FIXTURE(thp) {
 FIXTURE_VARIANT(thp) {
 	int advice;
 	bool huge;
+	const char *mode;	/* system-wide THP mode to test under, or NULL to leave it */
 };
 
 FIXTURE_VARIANT_ADD(thp, hugepage) {
@@ -40,10 +41,36 @@ FIXTURE_VARIANT_ADD(thp, nohugepage) {
 	.advice = MADV_NOHUGEPAGE, .huge = false,
 };
 
+/* The same with no advice, under the system-wide modes "always" and "never". */
+FIXTURE_VARIANT_ADD(thp, always) {
+	.advice = MADV_NORMAL, .huge = true, .mode = "always",
+};
+
+FIXTURE_VARIANT_ADD(thp, never) {
+	.advice = MADV_NORMAL, .huge = false, .mode = "never",
+};
+
+#define THP_ENABLED "/sys/kernel/mm/transparent_hugepage/enabled"
+
+static int thp_mode(const char *mode)
+{
+	int fd = open(THP_ENABLED, O_WRONLY);
+	int err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, mode, strlen(mode)) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
 FIXTURE_SETUP(thp)
 {
 	ASSERT_EQ(0, access(rksm_sysfs(), F_OK)) TH_LOG("no %s", rksm_sysfs());
 	ASSERT_EQ(0, rksm_engine_setup(&self->saved));
+	if (variant->mode)
+		ASSERT_EQ(0, thp_mode(variant->mode));
 	ASSERT_EQ(0, rksm_kids_init(&self->k, PAGES, variant->advice));
 	ASSERT_EQ(0, (uintptr_t)self->k.buf % (2UL << 20));
 	rksm_kids_seed_common(&self->k, NKIDS);
@@ -54,6 +81,9 @@ FIXTURE_TEARDOWN(thp)
 {
 	rksm_kids_kill_all(&self->k);
 	rksm_engine_teardown(&self->saved);
+	/* The guest boots with "always" (CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS). */
+	if (variant->mode)
+		thp_mode("always");
 }
 
 static long anon_huge_kb(FIXTURE_DATA(thp) *self, int s)
