@@ -292,11 +292,12 @@ impl Engine {
     /// Every mm was scanned: a full scan is complete. The unstable tree starts afresh, as in
     /// KSM, and the stable tree drops pages nothing maps any more.
     fn end_pass(&mut self) {
-        stats::add(Stat::FullScans, 1);
         // The records keep counting in `pages_unshared` until their pages are visited again.
         self.unstable.clear();
         self.refresh_stable();
         self.in_pass = false;
+        // Last: whoever sees full_scans move also sees the counters of the finished pass.
+        stats::add(Stat::FullScans, 1);
     }
 
     /// Recounts the stable tree from the mapcounts (forks, COW, munmap and exit change them
