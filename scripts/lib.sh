@@ -15,9 +15,12 @@ export PATH="$PATH:$HOME/.cargo/bin"
 say() { printf '[rksm] %s\n' "$*" >&2; }
 die() { printf '[rksm] error: %s\n' "$*" >&2; exit 1; }
 
-# libclang >= 17 for bindgen, from PyPI's libclang wheel.
+# libclang >= 17 for bindgen: PyPI's libclang wheel, unpacked into the cache
+# by setup.sh (no pip install, which Debian 12's system Python refuses).
+RKSM_LIBCLANG=$RKSM_CACHE/libclang-18.1.1
 rksm_libclang_path() {
-	python3 -c 'import clang, os; print(os.path.join(os.path.dirname(clang.__file__), "native"))' 2>/dev/null
+	local dir=$RKSM_LIBCLANG/libclang-18.1.1.data/platlib/clang/native
+	[ -e "$dir/libclang.so" ] && echo "$dir"
 }
 
 # The kernel tree `make kernel` built last (or KDIR when the user set it).

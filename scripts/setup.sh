@@ -82,8 +82,13 @@ if [ "$(bindgen --version 2>/dev/null)" != "bindgen 0.72.1" ]; then
 	cargo install -q --locked bindgen-cli --version 0.72.1
 fi
 if [ -z "$(rksm_libclang_path)" ]; then
-	say "installing libclang 18.1.1 from PyPI"
-	pip install -q libclang==18.1.1 2>&1 | grep -v "Running pip as the 'root'" || true
+	say "fetching libclang 18.1.1 from PyPI into $RKSM_LIBCLANG"
+	tmp=$(mktemp -d "$RKSM_CACHE/wheel.XXXX")
+	python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux2010_x86_64 \
+		-d "$tmp" libclang==18.1.1 2>&1 | grep -v "Running pip as the 'root'" || true
+	rm -rf "$RKSM_LIBCLANG"
+	python3 -m zipfile -e "$tmp"/libclang-18.1.1-*.whl "$RKSM_LIBCLANG"
+	rm -rf "$tmp"
 fi
-[ -n "$(rksm_libclang_path)" ] || die "libclang wheel not importable"
+[ -n "$(rksm_libclang_path)" ] || die "libclang 18.1.1 not found in $RKSM_LIBCLANG"
 say "setup ok: linux-source $version, $(/usr/bin/rustc --version), $(bindgen --version)"
