@@ -11,15 +11,7 @@
 
 static int ksm_run(const char *val)
 {
-	int fd = open(KSM_RUN, O_WRONLY);
-	int err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		err = -errno;
-	close(fd);
-	return err;
+	return rksm_write_path(KSM_RUN, val);
 }
 
 FIXTURE(conflict) {

@@ -35,19 +35,12 @@ static const char *mn_ko_path(void)
 /* Load the helper module. 0, or -errno. */
 static int mn_load(void)
 {
-	int fd = open(mn_ko_path(), O_RDONLY | O_CLOEXEC);
-	int ret;
-
-	if (fd < 0)
-		return -errno;
-	ret = syscall(SYS_finit_module, fd, "", 0) ? -errno : 0;
-	close(fd);
-	return ret;
+	return rksm_load_module(mn_ko_path());
 }
 
 static int mn_unload(void)
 {
-	return syscall(SYS_delete_module, "rksm_mn_test", O_NONBLOCK) ? -errno : 0;
+	return rksm_unload_module("rksm_mn_test");
 }
 
 /* The events logged from index @first on into *@ev (malloc'ed). Count or -errno. */

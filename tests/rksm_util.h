@@ -42,13 +42,12 @@ static inline const char *rksm_ko_path(void)
 }
 
 /* Write @val to knob @name. Returns 0 or -errno. */
-static inline int rksm_write(const char *name, const char *val)
+/* Write @val to the file @path, as one write. Returns 0 or -errno. */
+static inline int rksm_write_path(const char *path, const char *val)
 {
-	char path[256];
 	ssize_t n;
 	int fd, err = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", RKSM_DIR, name);
 	fd = open(path, O_WRONLY);
 	if (fd < 0)
 		return -errno;
@@ -59,6 +58,14 @@ static inline int rksm_write(const char *name, const char *val)
 		err = -EIO;
 	close(fd);
 	return err;
+}
+
+static inline int rksm_write(const char *name, const char *val)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", RKSM_DIR, name);
+	return rksm_write_path(path, val);
 }
 
 static inline int rksm_write_num(const char *name, unsigned long long v)
@@ -157,9 +164,10 @@ static inline long rksm_cpu_ticks(pid_t pid)
 	return ut + st;
 }
 
-static inline int rksm_load(void)
+/* Load the module at @path. 0, or -errno. */
+static inline int rksm_load_module(const char *path)
 {
-	int fd = open(rksm_ko_path(), O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int ret;
 
 	if (fd < 0)
@@ -169,9 +177,20 @@ static inline int rksm_load(void)
 	return ret;
 }
 
+/* Unload module @name without waiting. 0, or -errno (-EWOULDBLOCK while in use). */
+static inline int rksm_unload_module(const char *name)
+{
+	return syscall(SYS_delete_module, name, O_NONBLOCK) ? -errno : 0;
+}
+
+static inline int rksm_load(void)
+{
+	return rksm_load_module(rksm_ko_path());
+}
+
 static inline int rksm_unload(void)
 {
-	return syscall(SYS_delete_module, "rksm", O_NONBLOCK) ? -errno : 0;
+	return rksm_unload_module("rksm");
 }
 
 static inline bool rksm_loaded(void)
@@ -179,13 +198,13 @@ static inline bool rksm_loaded(void)
 	return access(RKSM_MODULE_DIR, F_OK) == 0;
 }
 
-/* A /proc/meminfo field in kB, or -1. */
-static inline long rksm_meminfo(const char *field)
+/* The number after "@field:" in the text file @path (kB in /proc files), or -1. */
+static inline long rksm_file_field(const char *path, const char *field)
 {
 	char line[256];
 	size_t len = strlen(field);
 	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
+	FILE *f = fopen(path, "r");
 
 	if (!f)
 		return -1;
@@ -196,6 +215,12 @@ static inline long rksm_meminfo(const char *field)
 		}
 	fclose(f);
 	return v;
+}
+
+/* A /proc/meminfo field in kB, or -1. */
+static inline long rksm_meminfo(const char *field)
+{
+	return rksm_file_field("/proc/meminfo", field);
 }
 
 /*
@@ -500,22 +525,10 @@ static inline long long rksm_zero_pfn(void)
 /* A /proc/<pid>/smaps_rollup field in kB, or -1. */
 static inline long rksm_smaps_rollup(pid_t pid, const char *field)
 {
-	char path[64], line[256];
-	size_t len = strlen(field);
-	long v = -1;
-	FILE *f;
+	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, len) && line[len] == ':') {
-			v = atol(line + len + 1);
-			break;
-		}
-	fclose(f);
-	return v;
+	return rksm_file_field(path, field);
 }
 
 /*

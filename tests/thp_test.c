@@ -54,15 +54,7 @@ FIXTURE_VARIANT_ADD(thp, never) {
 
 static int thp_mode(const char *mode)
 {
-	int fd = open(THP_ENABLED, O_WRONLY);
-	int err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, mode, strlen(mode)) < 0)
-		err = -errno;
-	close(fd);
-	return err;
+	return rksm_write_path(THP_ENABLED, mode);
 }
 
 FIXTURE_SETUP(thp)
