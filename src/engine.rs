@@ -188,6 +188,16 @@ impl Iterator for MergeableRanges<'_> {
 /// A stable page in the stable tree.
 struct StableNode {
     page: StablePage,
+    /// The merges rksm made into it. They go stale (COW, munmap, mremap) and miss what forks
+    /// copied, so they are re-checked before use, and the mapcount stays the ground truth.
+    rmap: KVec<Mapping>,
+}
+
+/// One mapping of a stable page: an mm (by [`Mm::id`]) and an address.
+#[derive(Clone, Copy)]
+struct Mapping {
+    mm: usize,
+    addr: usize,
 }
 
 /// A page waiting in the unstable tree for a twin, found again by mm and address.
@@ -304,8 +314,14 @@ impl Engine {
     /// without telling rksm) and frees stable pages nothing maps.
     fn refresh_stable(&mut self) {
         let file = &mut self.file;
+        let slots = &self.slots;
         self.stable.retain(
-            |node| node.page.mapcount() > 0,
+            |node| {
+                // Records of exited processes are no use to anyone.
+                node.rmap
+                    .retain(|m| slots.iter().any(|s| s.mm.id() == m.mm));
+                node.page.mapcount() > 0
+            },
             |node| {
                 if let Err(page) = file.free(node.page) {
                     // Cannot happen: only rksm maps a stable page that nothing maps, and it
@@ -397,13 +413,10 @@ impl Engine {
         let addr = match &found {
             Found::Zero { addr } | Found::Stable { addr } | Found::Anon { addr, .. } => *addr,
         };
-        if self
-            .prev_record(idx, addr)
-            .is_some_and(|r| r.flags & IN_UNSTABLE != 0)
-        {
-            // It leaves the previous pass's unstable tree.
-            stats::add(Stat::PagesUnshared, -1);
-        }
+        // `pages_unshared` counts records with IN_UNSTABLE. The page leaves the previous pass's
+        // unstable tree now and may join this pass's: one update at the end, so a reader never
+        // sees the page counted out and back in.
+        let was_unshared = self.take_prev_unstable(idx, addr);
         let record = match found {
             Found::Zero { addr } => match self.prev_record(idx, addr) {
                 // Still the zero page we put there: keep counting it.
@@ -453,15 +466,17 @@ impl Engine {
                 }
             }
         };
+        // Without memory for the record the page only looks new again next pass (and its tree
+        // entry, if any, has no record to count).
         let pushed = self
             .slots
             .get_mut(idx)
             .is_some_and(|s| s.pass.next.push(record, GFP_KERNEL).is_ok());
-        if !pushed && record.flags & IN_UNSTABLE != 0 {
-            // Without memory for the record the page only looks new again next pass; its tree
-            // entry then has no record to count it.
-            stats::add(Stat::PagesUnshared, -1);
-        }
+        let is_unshared = pushed && record.flags & IN_UNSTABLE != 0;
+        stats::add(
+            Stat::PagesUnshared,
+            i64::from(is_unshared) - i64::from(was_unshared),
+        );
     }
 
     fn prev_record(&self, idx: usize, addr: usize) -> Option<Record> {
@@ -515,7 +530,6 @@ impl Engine {
             )
             .is_ok()
         {
-            stats::add(Stat::PagesUnshared, 1);
             return IN_UNSTABLE;
         }
         0
@@ -532,12 +546,17 @@ impl Engine {
         let Some(i) = target else {
             return false;
         };
-        let Some(node) = self.stable.bucket(hash).get(i) else {
-            return false;
-        };
-        let merged = self.merge_at(mm_id, addr, page, Some(node.page.page()));
+        let merged = self
+            .stable
+            .bucket(hash)
+            .get(i)
+            .is_some_and(|node| self.merge_at(mm_id, addr, page, Some(node.page.page())));
         if merged {
             stats::add(Stat::PagesSharing, 1);
+            if let Some(node) = self.stable.bucket_mut(hash).get_mut(i) {
+                // Without memory the record is missing; run=2's sweep still finds the page.
+                let _ = node.rmap.push(Mapping { mm: mm_id, addr }, GFP_KERNEL);
+            }
         }
         merged
     }
@@ -576,7 +595,6 @@ impl Engine {
 
     /// `entry` left the unstable tree: its record no longer counts in `pages_unshared`.
     fn leave_unstable(&mut self, entry: &UnstableEntry) {
-        stats::add(Stat::PagesUnshared, -1);
         let Some(slot) = self.slots.iter_mut().find(|s| s.mm.id() == entry.mm) else {
             return;
         };
@@ -589,8 +607,27 @@ impl Engine {
                 Err(_) => None,
             },
         };
-        if let Some(r) = record {
+        if let Some(r) = record.filter(|r| r.flags & IN_UNSTABLE != 0) {
             r.flags &= !IN_UNSTABLE;
+            stats::add(Stat::PagesUnshared, -1);
+        }
+    }
+
+    /// Clears IN_UNSTABLE on the previous pass's record of `addr`; whether it was set.
+    fn take_prev_unstable(&mut self, idx: usize, addr: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return false;
+        };
+        let prev = &mut slot.pass.prev;
+        let Ok(i) = prev.binary_search_by_key(&addr, |r| r.addr) else {
+            return false;
+        };
+        match prev.get_mut(i) {
+            Some(r) if r.flags & IN_UNSTABLE != 0 => {
+                r.flags &= !IN_UNSTABLE;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -628,20 +665,30 @@ impl Engine {
                     self.unmerge_at(mm_id, addr);
                     false
                 });
+        let rmap = [
+            Mapping { mm: mm_id, addr },
+            Mapping {
+                mm: other_mm,
+                addr: other_addr,
+            },
+        ];
         if !merged || stable.mapcount() == 0 {
             if let Err(stable) = self.file.free(stable) {
                 // Still mapped (the undo failed): keep it as a stable page after all.
-                let _ = self.insert_stable(hash, stable);
+                let _ = self.insert_stable(hash, stable, &rmap[..1]);
             }
             return merged;
         }
-        let _ = self.insert_stable(hash, stable);
+        let _ = self.insert_stable(hash, stable, &rmap);
         true
     }
 
-    fn insert_stable(&mut self, hash: u64, page: StablePage) -> Result {
+    fn insert_stable(&mut self, hash: u64, page: StablePage, mappings: &[Mapping]) -> Result {
+        let mut rmap = KVec::new();
+        // Without memory the records are missing; run=2's sweep still finds the page.
+        let _ = rmap.extend_from_slice(mappings, GFP_KERNEL);
         let mappings = i64::from(page.mapcount());
-        match self.stable.insert(hash, StableNode { page }) {
+        match self.stable.insert(hash, StableNode { page, rmap }) {
             Ok(()) => {
                 stats::add(Stat::PagesShared, 1);
                 stats::add(Stat::PagesSharing, mappings - 1);
@@ -730,6 +777,20 @@ impl Engine {
             }
             pass.forget();
         }
+        // The merges rksm recorded first: cheap, one lookup each.
+        let file = self.file.raw();
+        for node in self.stable.buckets().flat_map(|b| b.iter()) {
+            for m in node.rmap.iter() {
+                let Some(user) = self.slot_mm(m.mm).and_then(|mm| mm.user()) else {
+                    continue;
+                };
+                let guard = user.read_lock();
+                if guard.maps_stable_page(m.addr, file) {
+                    let _ = guard.break_cow(m.addr);
+                }
+            }
+        }
+        // Then whatever forks copied, or mremap moved: sweep until nothing maps a stable page.
         for _ in 0..8 {
             if self.stable_mapped() == 0 {
                 break;

@@ -36,6 +36,13 @@ impl<T> HashTree<T> {
         self.tree.get(&hash).map_or(&[], |b| b.as_slice())
     }
 
+    /// The entries with this hash, mutable.
+    pub(crate) fn bucket_mut(&mut self, hash: u64) -> &mut [T] {
+        self.tree
+            .get_mut(&hash)
+            .map_or(&mut [], |b| b.as_mut_slice())
+    }
+
     pub(crate) fn insert(&mut self, hash: u64, entry: T) -> Result {
         match self.tree.get_mut(&hash) {
             Some(bucket) => bucket.push(entry, GFP_KERNEL)?,
