@@ -5,13 +5,14 @@
 #   make kernel   set up and build the test kernel only
 #   make run      boot the test kernel in QEMU, load rksm, show it working
 #   make check    host unit tests, rustfmt, clippy, module build, QEMU kselftests
+#   make bench    rksm against in-kernel KSM in the same VM (tens of minutes)
 #   make clean    remove build output (the kernel cache stays)
 #
 # KDIR=/path/to/built/kernel   build against that tree instead of the cache
 # RKSM_CACHE=dir               cache directory (default ~/.cache/rksm)
 
 SHELL := /bin/bash
-.PHONY: all setup kernel module run check clean rust-analyzer
+.PHONY: all setup kernel module run check bench clean rust-analyzer
 
 all: module
 
@@ -29,6 +30,9 @@ run: module
 
 check:
 	scripts/check.sh
+
+bench: module
+	scripts/bench.sh
 
 rust-analyzer: kernel
 	scripts/build-module.sh rust-analyzer

@@ -35,6 +35,11 @@ if [ -z "${TESTS:-}" ] || grep -qw ksm_selftests <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-ksm-selftests.sh" "$out"
 	cp "$RKSM_ROOT/tests/ksm_selftests.sh" "$out/"
 fi
+# The benchmark's smoke run (static, for the guest).
+if [ -z "${TESTS:-}" ] || grep -qw bench_smoke <<<"$TESTS"; then
+	"$RKSM_ROOT/scripts/build-bench.sh" "$out"
+	cp "$RKSM_ROOT/tests/bench_smoke.sh" "$out/"
+fi
 cp "$RKSM_ROOT/tests/run-guest.sh" "$out/"
 
 set +e

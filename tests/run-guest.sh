@@ -1,15 +1,20 @@
 #!/bin/sh
 # Runs inside the test VM from the directory that holds the test binaries.
+# Each test binary, then each suite script (NAME.sh printing its own TAP),
+# runs as one block between begin/end lines that scripts/run-tests.sh counts.
 # Order matters: load_test reloads the module, so it runs last.
-for t in $(ls *_test | grep -v '^load_test$') load_test; do
-	# The kernel's KSM selftest against rksm: after the others, before the reload.
-	if [ "$t" = load_test ] && [ -f ksm_selftests.sh ]; then
-		echo "# rksm-test-begin: ksm_selftests"
-		sh ksm_selftests.sh
-		echo "# rksm-test-end: ksm_selftests rc=$?"
-	fi
-	[ -x "$t" ] || continue
-	echo "# rksm-test-begin: $t"
-	./"$t"
-	echo "# rksm-test-end: $t rc=$?"
+block() { # name, command...
+	name=$1
+	shift
+	echo "# rksm-test-begin: $name"
+	"$@"
+	echo "# rksm-test-end: $name rc=$?"
+}
+for t in *_test; do
+	[ -x "$t" ] && [ "$t" != load_test ] && block "$t" ./"$t"
 done
+for s in *.sh; do
+	[ "$s" != run-guest.sh ] && block "${s%.sh}" sh "$s"
+done
+[ -x load_test ] && block load_test ./load_test
+exit 0
