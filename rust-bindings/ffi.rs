@@ -35,6 +35,8 @@ opaque! {
     Pud;
     /// `pmd_t`.
     Pmd;
+    /// `struct folio`.
+    Folio;
 }
 
 // Keep in sync with rust-bindings/shim.h.
@@ -202,8 +204,10 @@ extern "C" {
     pub(crate) fn rksm_page_is_zero(page: *mut Page) -> bool;
     /// Whether two pages have the same content.
     pub(crate) fn rksm_pages_equal(a: *mut Page, b: *mut Page) -> bool;
+    /// The folio the page belongs to (stable while a reference is held).
+    pub(crate) fn rksm_page_folio(page: *mut Page) -> *mut Folio;
     /// Drops a folio reference taken by the shim.
-    pub(crate) fn rksm_page_put(page: *mut Page);
+    pub(crate) fn rksm_folio_put(folio: *mut Folio);
     /// `lru_add_drain_all`.
     pub(crate) fn rksm_lru_add_drain_all();
 

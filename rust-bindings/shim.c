@@ -521,10 +521,20 @@ bool rksm_same_folio(struct page *a, struct page *b)
 	return page_folio(a) == page_folio(b);
 }
 
-/* Drop the reference rksm_scan_ptes() or rksm_stable_page() took. */
-void rksm_page_put(struct page *page)
+/*
+ * The folio a page belongs to. While the caller holds a reference, the page
+ * cannot be split from under it (a split needs no other pins), so this stays
+ * the folio that reference is on.
+ */
+struct folio *rksm_page_folio(struct page *page)
 {
-	folio_put(page_folio(page));
+	return page_folio(page);
+}
+
+/* Drop a reference a shim call took, on the folio it was taken on. */
+void rksm_folio_put(struct folio *folio)
+{
+	folio_put(folio);
 }
 
 void rksm_lru_add_drain_all(void)
@@ -548,6 +558,7 @@ int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page
 	struct mm_struct *mm = vma->vm_mm;
 	struct folio *folio = page_folio(old);
 	struct folio *kfolio = new ? page_folio(new) : NULL;
+	struct folio *extra = NULL;	/* our own reference on @old's folio after a split */
 	struct mmu_notifier_range range;
 	spinlock_t *ptl;
 	pte_t *ptep, entry, newpte;
@@ -572,17 +583,22 @@ int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page
 		}
 		*split = true;
 		/*
-		 * Our lock and reference stay with the first page's folio. Move
-		 * them to @old's, so the caller's rksm_page_put(@old) matches.
+		 * The caller's reference and our lock stay with the first page's
+		 * folio. @old has its own folio now, or was freed by the split
+		 * if nothing mapped it any more: take a reference to hold it
+		 * while we work (it is the "+1" of the pin check below).
 		 */
 		folio = page_folio(old);
 		if (folio != large) {
-			folio_get(folio);
 			folio_unlock(large);
-			folio_put(large);
+			if (!folio_try_get(folio)) {
+				ret = RKSM_MERGE_GONE;
+				goto out_kunlock;
+			}
+			extra = folio;
 			if (!folio_trylock(folio)) {
 				ret = RKSM_MERGE_CONTENDED;
-				goto out_kunlock;
+				goto out_put;
 			}
 		}
 	}
@@ -633,6 +649,9 @@ out_mn:
 	mmu_notifier_invalidate_range_end(&range);
 out_unlock:
 	folio_unlock(folio);
+out_put:
+	if (extra)
+		folio_put(extra);
 out_kunlock:
 	if (kfolio)
 		folio_unlock(kfolio);

@@ -80,7 +80,8 @@ u64 rksm_page_hash(struct page *page);
 bool rksm_page_is_zero(struct page *page);
 bool rksm_pages_equal(struct page *a, struct page *b);
 bool rksm_same_folio(struct page *a, struct page *b);
-void rksm_page_put(struct page *page);
+struct folio *rksm_page_folio(struct page *page);
+void rksm_folio_put(struct folio *folio);
 void rksm_lru_add_drain_all(void);
 int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,
 		     struct page *new, bool *split);

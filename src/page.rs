@@ -11,9 +11,12 @@ use crate::ffi;
 ///
 /// # Invariants
 ///
-/// `ptr` is a valid `struct page` whose folio has one reference owned by this object.
+/// `folio` has one reference owned by this object, and was `ptr`'s folio when it was taken.
+/// `ptr` is valid while `folio` is; merging `ptr` may split `folio`, after which `ptr` belongs
+/// to another folio, but the reference stays on `folio`.
 pub(crate) struct PageRef {
     ptr: NonNull<ffi::Page>,
+    folio: *mut ffi::Folio,
 }
 
 // SAFETY: a folio reference may be dropped from any process context.
@@ -26,8 +29,10 @@ impl PageRef {
     ///
     /// `ptr` is a valid page whose folio carries one reference that the caller hands over.
     pub(crate) unsafe fn from_raw(ptr: NonNull<ffi::Page>) -> Self {
-        // INVARIANT: the caller hands over one reference.
-        Self { ptr }
+        // SAFETY: the page is valid and referenced, so it cannot be split now.
+        let folio = unsafe { ffi::rksm_page_folio(ptr.as_ptr()) };
+        // INVARIANT: the caller hands over one reference, on `folio`.
+        Self { ptr, folio }
     }
 
     pub(crate) fn as_raw(&self) -> *mut ffi::Page {
@@ -61,7 +66,7 @@ impl PageRef {
 
 impl Drop for PageRef {
     fn drop(&mut self) {
-        // SAFETY: by the type invariant we own one reference.
-        unsafe { ffi::rksm_page_put(self.as_raw()) };
+        // SAFETY: by the type invariant we own one reference on `folio`.
+        unsafe { ffi::rksm_folio_put(self.folio) };
     }
 }

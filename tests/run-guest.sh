@@ -2,7 +2,8 @@
 # Runs inside the test VM from the directory that holds the test binaries.
 # Each test binary, then each suite script (NAME.sh printing its own TAP),
 # runs as one block between begin/end lines that scripts/run-tests.sh counts.
-# Order matters: load_test reloads the module, so it runs last.
+# Order matters: sysfs_test checks the load-time defaults, so it runs first;
+# load_test reloads the module, so it runs last.
 block() { # name, command...
 	name=$1
 	shift
@@ -10,8 +11,10 @@ block() { # name, command...
 	"$@"
 	echo "# rksm-test-end: $name rc=$?"
 }
+[ -x sysfs_test ] && block sysfs_test ./sysfs_test
 for t in *_test; do
-	[ -x "$t" ] && [ "$t" != load_test ] && block "$t" ./"$t"
+	case "$t" in sysfs_test | load_test) continue ;; esac
+	[ -x "$t" ] && block "$t" ./"$t"
 done
 for s in *.sh; do
 	[ "$s" != run-guest.sh ] && block "${s%.sh}" sh "$s"
