@@ -182,7 +182,7 @@ fn scan_table(
         };
         let n = usize::try_from(n).unwrap_or(0).min(BATCH);
         let mut more = true;
-        for hit in &hits[..n] {
+        for hit in hits.iter().take(n) {
             let page = NonNull::new(hit.page).map(|ptr| {
                 // SAFETY: the shim took a folio reference for every hit with a page.
                 unsafe { PageRef::from_raw(ptr) }

@@ -47,17 +47,22 @@ static STATS: [Atomic<i64>; STAT_COUNT] = [const { Atomic::new(0) }; STAT_COUNT]
 
 /// Adds `n` (may be negative) to a counter.
 pub(crate) fn add(stat: Stat, n: i64) {
-    STATS[stat as usize].fetch_add(n, Relaxed);
+    // `STATS` has one entry per `Stat`: the lookup cannot fail, and never panics.
+    if let Some(s) = STATS.get(stat as usize) {
+        s.fetch_add(n, Relaxed);
+    }
 }
 
 /// Sets a counter.
 pub(crate) fn set(stat: Stat, v: i64) {
-    STATS[stat as usize].store(v, Relaxed);
+    if let Some(s) = STATS.get(stat as usize) {
+        s.store(v, Relaxed);
+    }
 }
 
 /// Reads a counter.
 pub(crate) fn get(stat: Stat) -> i64 {
-    STATS[stat as usize].load(Relaxed)
+    STATS.get(stat as usize).map_or(0, |s| s.load(Relaxed))
 }
 
 /// Resets every counter (module load).

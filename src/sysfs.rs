@@ -25,12 +25,15 @@ static VALUES: [Atomic<u64>; KNOB_COUNT] = [const { Atomic::new(0) }; KNOB_COUNT
 
 /// Reads a knob.
 pub(crate) fn knob(id: KnobId) -> u64 {
-    VALUES[id as usize].load(Relaxed)
+    // `VALUES` has one entry per `KnobId`: the lookup cannot fail, and never panics.
+    VALUES.get(id as usize).map_or(0, |v| v.load(Relaxed))
 }
 
 /// Sets `run` to 0 from inside rksm (KSM started, so rksm steps aside).
 pub(crate) fn stop_running() {
-    VALUES[KnobId::Run as usize].store(knobs::RUN_STOP, Relaxed);
+    if let Some(run) = VALUES.get(KnobId::Run as usize) {
+        run.store(knobs::RUN_STOP, Relaxed);
+    }
 }
 
 /// The sysfs directory; removed on drop.
@@ -92,12 +95,14 @@ fn show(idx: usize, out: &mut Formatter<'_>) -> Result {
 }
 
 fn store(idx: usize, input: &[u8]) -> Result {
-    let spec = KNOBS.get(idx).ok_or(EINVAL)?;
+    let (Some(spec), Some(knob)) = (KNOBS.get(idx), VALUES.get(idx)) else {
+        return Err(EINVAL);
+    };
     let value = knobs::parse(spec.kind, input).map_err(|_| EINVAL)?;
     if idx == KnobId::Run as usize {
-        return scanner::set_run(&VALUES[idx], value);
+        return scanner::set_run(knob, value);
     }
-    VALUES[idx].store(value, Relaxed);
+    knob.store(value, Relaxed);
     // Let a sleeping scanner pick up a new pace at once.
     scanner::kick();
     Ok(())
