@@ -122,6 +122,33 @@ pub(crate) const KNOBS: [Knob; 8] = [
     },
 ];
 
+/// The knob values one scan round works with, read once at its start, so a round never sees
+/// half of a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// Pages to scan this round.
+    pub(crate) pages_to_scan: usize,
+    /// Most mappings of one stable page.
+    pub(crate) max_page_sharing: u32,
+    /// Merge zero-filled pages into the shared zero page.
+    pub(crate) use_zero_pages: bool,
+    /// Skip pages that keep failing to merge.
+    pub(crate) smart_scan: bool,
+}
+
+impl Snapshot {
+    /// The snapshot of a full set of knob values, indexed by [`KnobId`].
+    pub(crate) fn from_values(values: &[u64; KNOBS.len()]) -> Self {
+        let get = |id: KnobId| values.get(id as usize).copied().unwrap_or(0);
+        Self {
+            pages_to_scan: usize::try_from(get(KnobId::PagesToScan)).unwrap_or(usize::MAX),
+            max_page_sharing: u32::try_from(get(KnobId::MaxPageSharing)).unwrap_or(u32::MAX),
+            use_zero_pages: get(KnobId::UseZeroPages) != 0,
+            smart_scan: get(KnobId::SmartScan) != 0,
+        }
+    }
+}
+
 /// A write that is not a valid value; the knob keeps its old value (`-EINVAL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid;
@@ -217,6 +244,19 @@ mod tests {
         assert_eq!(parse(Kind::Bool, b"off"), Ok(0));
         assert_eq!(parse(Kind::Bool, b"2"), Err(Invalid));
         assert_eq!(parse(Kind::Bool, b"yes"), Err(Invalid));
+    }
+
+    #[test]
+    fn snapshot_reads_each_knob() {
+        let mut values = KNOBS.map(|k| k.default);
+        values[KnobId::PagesToScan as usize] = 7;
+        values[KnobId::MaxPageSharing as usize] = u64::MAX;
+        values[KnobId::UseZeroPages as usize] = 1;
+        let s = Snapshot::from_values(&values);
+        assert_eq!(s.pages_to_scan, 7);
+        assert_eq!(s.max_page_sharing, u32::MAX);
+        assert!(s.use_zero_pages);
+        assert!(s.smart_scan);
     }
 
     #[test]
