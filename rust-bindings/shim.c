@@ -549,7 +549,7 @@ void rksm_lru_add_drain_all(void)
  * we hold a reference on), by a read-only mapping of @new (a stable page), or
  * of the shared zero page if @new is NULL. Only if @old's content equals
  * @new's (or is all zero) and nobody else holds a reference to @old. The
- * sequence is the one in stable-pages.md ("The merge step"). mmap_lock held
+ * sequence is the one in docs/design.md ("The merge step"). mmap_lock held
  * for read. Returns 0 or an RKSM_MERGE_* reason.
  */
 int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,
@@ -779,7 +779,7 @@ void rksm_unmerge_complete(int ticket)
 /*
  * rksm's stable pages are pages of this file, mapped read-only into the
  * anonymous VMAs they replace. Unevictable, since reclaim cannot find those
- * mappings (see stable-pages.md, rule 4).
+ * mappings (see docs/design.md, rule 4).
  */
 struct file *rksm_stable_file_create(void)
 {
@@ -827,7 +827,7 @@ int rksm_page_mapcount(struct page *page)
 
 /*
  * Drop page @index of @file, whose reference the caller gave up. Only
- * when nothing maps it: truncating a mapped page BUGs (stable-pages.md,
+ * when nothing maps it: truncating a mapped page BUGs (docs/design.md,
  * rule 2). Returns false, doing nothing, if it is mapped.
  */
 bool rksm_stable_page_free(struct file *file, unsigned long index, struct page *page)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Stable pages: the read-only copies merged pages map. Each is a page of rksm's own shmem
-//! file (a merged page cannot be a KSM folio; see stable-pages.md). Zero-filled pages map the
+//! file (a merged page cannot be a KSM folio; see docs/design.md). Zero-filled pages map the
 //! shared zero page instead and need no stable page.
 //!
 //! Lifetime rules this file keeps: a page of the file is truncated only when nothing maps it,
