@@ -139,21 +139,9 @@ extern "C" {
     pub(crate) fn rksm_mm_opted_in_now(mm: *mut Mm) -> bool;
     /// Drops an `mmgrab` reference.
     pub(crate) fn rksm_mmdrop(mm: *mut Mm);
-    /// `mmget_not_zero`.
-    pub(crate) fn rksm_mmget_not_zero(mm: *mut Mm) -> bool;
-    /// `mmput`.
-    pub(crate) fn rksm_mmput(mm: *mut Mm);
-    /// `mmap_read_lock`.
-    pub(crate) fn rksm_mmap_read_lock(mm: *mut Mm);
-    /// `mmap_read_unlock`.
-    pub(crate) fn rksm_mmap_read_unlock(mm: *mut Mm);
 
     /// `find_vma`: the first VMA ending above `addr`. The mmap lock is held.
     pub(crate) fn rksm_vma_next(mm: *mut Mm, addr: c_ulong) -> *mut Vma;
-    /// `vma->vm_start`.
-    pub(crate) fn rksm_vma_start(vma: *mut Vma) -> c_ulong;
-    /// `vma->vm_end`.
-    pub(crate) fn rksm_vma_end(vma: *mut Vma) -> c_ulong;
     /// `VMA_MERGEABLE`, `VMA_ANON` or 0.
     pub(crate) fn rksm_vma_kind(vma: *mut Vma) -> c_int;
 
@@ -198,12 +186,24 @@ extern "C" {
         next: *mut c_ulong,
     ) -> c_int;
 
-    /// xxh64 of the page's content.
+    /// xxh64 of the page's content, seeded with rksm's per-boot secret.
     pub(crate) fn rksm_page_hash(page: *mut Page) -> u64;
+    /// Draws the per-boot secret that seeds [`rksm_page_hash`].
+    ///
+    /// # Safety
+    ///
+    /// Called once, from module init, before any page is hashed.
+    pub(crate) fn rksm_hash_key_init();
     /// Whether the page is all zero.
     pub(crate) fn rksm_page_is_zero(page: *mut Page) -> bool;
     /// Whether two pages have the same content.
     pub(crate) fn rksm_pages_equal(a: *mut Page, b: *mut Page) -> bool;
+    /// `memcmp` of two pages' contents: negative, zero or positive.
+    ///
+    /// # Safety
+    ///
+    /// Both pages are valid and referenced for the duration of the call.
+    pub(crate) fn rksm_pages_cmp(a: *mut Page, b: *mut Page) -> c_int;
     /// The folio the page belongs to (stable while a reference is held).
     pub(crate) fn rksm_page_folio(page: *mut Page) -> *mut Folio;
     /// Drops a folio reference taken by the shim.

@@ -15,6 +15,7 @@
 #include <linux/mmu_notifier.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
+#include <linux/random.h>
 #include <linux/rmap.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
@@ -216,42 +217,12 @@ void rksm_mmdrop(struct mm_struct *mm)
 	mmdrop(mm);
 }
 
-bool rksm_mmget_not_zero(struct mm_struct *mm)
-{
-	return mmget_not_zero(mm);
-}
-
-void rksm_mmput(struct mm_struct *mm)
-{
-	mmput(mm);
-}
-
-void rksm_mmap_read_lock(struct mm_struct *mm)
-{
-	mmap_read_lock(mm);
-}
-
-void rksm_mmap_read_unlock(struct mm_struct *mm)
-{
-	mmap_read_unlock(mm);
-}
-
 /* ---- VMAs ----------------------------------------------------------------------- */
 
 /* The first VMA that ends above @addr, or NULL. mmap_lock held. */
 struct vm_area_struct *rksm_vma_next(struct mm_struct *mm, unsigned long addr)
 {
 	return find_vma(mm, addr);
-}
-
-unsigned long rksm_vma_start(struct vm_area_struct *vma)
-{
-	return vma->vm_start;
-}
-
-unsigned long rksm_vma_end(struct vm_area_struct *vma)
-{
-	return vma->vm_end;
 }
 
 int rksm_vma_kind(struct vm_area_struct *vma)
@@ -487,10 +458,22 @@ struct page *rksm_anon_page_at(struct mm_struct *mm, unsigned long addr)
 
 /* ---- pages ---------------------------------------------------------------------- */
 
+/*
+ * The seed of every page hash: a secret drawn once at load and never shown,
+ * so a tenant cannot craft distinct pages with one hash to flood a bucket
+ * (xxh64 with a known seed is easy to invert).
+ */
+static u64 rksm_hash_key __ro_after_init;
+
+void rksm_hash_key_init(void)
+{
+	rksm_hash_key = get_random_u64();
+}
+
 u64 rksm_page_hash(struct page *page)
 {
 	void *p = kmap_local_page(page);
-	u64 h = xxh64(p, PAGE_SIZE, 0);
+	u64 h = xxh64(p, PAGE_SIZE, rksm_hash_key);
 
 	kunmap_local(p);
 	return h;
@@ -514,6 +497,17 @@ bool rksm_pages_equal(struct page *a, struct page *b)
 	kunmap_local(pb);
 	kunmap_local(pa);
 	return eq;
+}
+
+int rksm_pages_cmp(struct page *a, struct page *b)
+{
+	void *pa = kmap_local_page(a);
+	void *pb = kmap_local_page(b);
+	int c = memcmp(pa, pb, PAGE_SIZE);
+
+	kunmap_local(pb);
+	kunmap_local(pa);
+	return c;
 }
 
 bool rksm_same_folio(struct page *a, struct page *b)

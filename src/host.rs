@@ -10,4 +10,6 @@
 
 mod intervals;
 mod knobs;
+#[path = "engine/pass.rs"]
+mod pass;
 mod smart_scan;

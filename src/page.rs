@@ -39,7 +39,7 @@ impl PageRef {
         self.ptr.as_ptr()
     }
 
-    /// xxh64 of the content.
+    /// xxh64 of the content, keyed by rksm's per-boot secret.
     pub(crate) fn hash(&self) -> u64 {
         // SAFETY: the page is valid while we hold the reference (type invariant).
         unsafe { ffi::rksm_page_hash(self.as_raw()) }
@@ -55,6 +55,13 @@ impl PageRef {
     pub(crate) fn same_folio(&self, other: &PageRef) -> bool {
         // SAFETY: both pages are valid while their references are held (type invariant).
         unsafe { ffi::rksm_same_folio(self.as_raw(), other.as_raw()) }
+    }
+
+    /// How the bytes of this page compare with `other`'s right now (`memcmp`).
+    pub(crate) fn cmp_content(&self, other: &PageRef) -> core::cmp::Ordering {
+        // SAFETY: Both pages are valid while their references are held (type invariant).
+        let c = unsafe { ffi::rksm_pages_cmp(self.as_raw(), other.as_raw()) };
+        c.cmp(&0)
     }
 
     /// Whether both pages hold the same bytes right now.

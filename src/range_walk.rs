@@ -9,17 +9,17 @@ use core::ptr::NonNull;
 use kernel::prelude::*;
 
 use crate::ffi;
-use crate::mm::MmapReadGuard;
+use crate::mm::Locked;
 use crate::page::PageRef;
 
 /// A present page the walker found.
 pub(crate) enum Found {
-    /// An anonymous page, merge candidate (`large`: part of a large folio).
-    Anon {
-        addr: usize,
-        page: PageRef,
-        large: bool,
-    },
+    /// A small anonymous page, merge candidate.
+    Anon { addr: usize, page: PageRef },
+    /// A page of a large anonymous folio (a THP, PMD- or PTE-mapped), handed over without a
+    /// reference: merging one page splits the folio, which a reference on each of its pages
+    /// held by the batch would prevent. The engine looks the page up again when it visits it.
+    Large { addr: usize },
     /// A page of rksm's stable file: already merged.
     Stable { addr: usize },
     /// The shared zero page.
@@ -40,7 +40,7 @@ pub(crate) struct WalkStats {
 /// until `budget` anonymous or stable pages were found or `f` returns false. Returns where to
 /// continue: `end` when the range is done.
 pub(crate) fn walk(
-    guard: &MmapReadGuard<'_>,
+    guard: &Locked<'_>,
     start: usize,
     end: usize,
     budget: &mut usize,
@@ -108,10 +108,9 @@ pub(crate) fn walk(
     (addr as usize).min(end)
 }
 
-/// Hands out the pages of the THP `pmd` maps, one per call of `f`: merging one of them splits
-/// the THP, which needs the walker to hold no other reference on it.
+/// Hands out the pages of the anonymous THP `pmd` maps as [`Found::Large`], up to the budget.
 fn scan_huge(
-    guard: &MmapReadGuard<'_>,
+    guard: &Locked<'_>,
     pmd: *mut ffi::Pmd,
     mut addr: c_ulong,
     end: c_ulong,
@@ -119,28 +118,26 @@ fn scan_huge(
     stats: &mut WalkStats,
     f: &mut impl FnMut(Found) -> bool,
 ) -> (c_ulong, bool) {
+    let mut hit = ffi::Hit {
+        addr: 0,
+        page: core::ptr::null_mut(),
+        kind: 0,
+    };
+    // One look per THP that it is still an anonymous one (not the huge zero page).
+    // SAFETY: The mmap lock is held; `pmd` came from `rksm_pmd` under it; `hit` is writable.
+    let n = unsafe { ffi::rksm_scan_huge_pmd(guard.raw_mm(), pmd, addr, &mut hit) };
+    let Some(ptr) = NonNull::new(hit.page).filter(|_| n == 1) else {
+        // Split, collapsed or the huge zero page meanwhile: pass over it.
+        stats.thp_pages += (end - addr) / kernel::page::PAGE_SIZE;
+        return (end, true);
+    };
+    // SAFETY: The shim took a folio reference for the hit; dropping it gives it back.
+    drop(unsafe { PageRef::from_raw(ptr) });
     while addr < end && *budget > 0 {
-        let mut hit = ffi::Hit {
-            addr: 0,
-            page: core::ptr::null_mut(),
-            kind: 0,
-        };
-        // SAFETY: the mmap lock is held; `pmd` came from `rksm_pmd` under it; `hit` is writable.
-        let n = unsafe { ffi::rksm_scan_huge_pmd(guard.raw_mm(), pmd, addr, &mut hit) };
-        let Some(ptr) = NonNull::new(hit.page).filter(|_| n == 1) else {
-            // Split, collapsed or the huge zero page meanwhile: pass over it.
-            stats.thp_pages += (end - addr) / kernel::page::PAGE_SIZE;
-            return (end, true);
-        };
-        // SAFETY: the shim took a folio reference for the hit.
-        let page = unsafe { PageRef::from_raw(ptr) };
-        *budget = budget.saturating_sub(1);
+        *budget -= 1;
+        let page = addr;
         addr += kernel::page::PAGE_SIZE as c_ulong;
-        if !f(Found::Anon {
-            addr: hit.addr,
-            page,
-            large: true,
-        }) {
+        if !f(Found::Large { addr: page }) {
             return (addr, false);
         }
     }
@@ -150,7 +147,7 @@ fn scan_huge(
 /// Scans one PTE table from `addr` to `end` in batches; returns where it stopped and whether
 /// `f` wants more.
 fn scan_table(
-    guard: &MmapReadGuard<'_>,
+    guard: &Locked<'_>,
     pmd: *mut ffi::Pmd,
     mut addr: c_ulong,
     end: c_ulong,
@@ -197,11 +194,8 @@ fn scan_table(
             let found = match (page, hit.kind) {
                 (None, _) => Found::Zero { addr },
                 (Some(_), ffi::HIT_STABLE) => Found::Stable { addr },
-                (Some(page), kind) => Found::Anon {
-                    addr,
-                    page,
-                    large: kind == ffi::HIT_ANON_LARGE,
-                },
+                (Some(_), ffi::HIT_ANON_LARGE) => Found::Large { addr },
+                (Some(page), _) => Found::Anon { addr, page },
             };
             if !matches!(found, Found::Zero { .. }) {
                 *budget = budget.saturating_sub(1);

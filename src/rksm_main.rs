@@ -19,7 +19,6 @@ mod smart_scan;
 mod stable;
 mod stats;
 mod sysfs;
-mod tree;
 
 module! {
     type: Rksm,

@@ -148,12 +148,12 @@ extern "C" fn rksmd(data: *mut c_void) -> c_int {
                 pr_warn!("KSM started (/sys/kernel/mm/ksm/run is 1): rksm stops scanning\n");
                 crate::sysfs::stop_running();
             } else {
-                let budget = usize::try_from(knob(KnobId::PagesToScan)).unwrap_or(usize::MAX);
+                let knobs = crate::sysfs::snapshot();
                 // SAFETY: kthread context; released right after the round.
                 unsafe { ffi::rksm_round_begin() };
                 // run may have been set to 0 while we waited for the mutex.
                 if knob(KnobId::Run) == RUN_MERGE {
-                    engine.scan_round(budget);
+                    engine.scan_round(&knobs);
                 }
                 // SAFETY: taken just above.
                 unsafe { ffi::rksm_round_end() };

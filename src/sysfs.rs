@@ -29,6 +29,13 @@ pub(crate) fn knob(id: KnobId) -> u64 {
     VALUES.get(id as usize).map_or(0, |v| v.load(Relaxed))
 }
 
+/// The knob values for one scan round.
+pub(crate) fn snapshot() -> knobs::Snapshot {
+    knobs::Snapshot::from_values(&core::array::from_fn(|i| {
+        VALUES.get(i).map_or(0, |v| v.load(Relaxed))
+    }))
+}
+
 /// Sets `run` to 0 from inside rksm (KSM started, so rksm steps aside).
 pub(crate) fn stop_running() {
     if let Some(run) = VALUES.get(KnobId::Run as usize) {

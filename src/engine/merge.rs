@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The merge decision for one page, in KSM's order (the zero page, the stable tree, then the
+//! unstable tree), and the merges themselves.
+
+use kernel::prelude::*;
+
+use super::pass::{Record, IN_UNSTABLE, STABLE_MERGED, ZERO_MERGED};
+use super::slots::{Loc, Tag};
+use super::stable_tree::StableNode;
+use super::unstable_tree::{Entry, SAME_HASH};
+use super::Engine;
+use crate::knobs::Snapshot;
+use crate::mm::{self, Locked, MergeError};
+use crate::page::PageRef;
+use crate::stable::StablePage;
+use crate::stats::{self, Stat};
+
+impl Engine {
+    /// What becomes of an anonymous page with content hash `hash`; returns the record flags.
+    pub(super) fn try_merge(
+        &mut self,
+        tag: Tag,
+        addr: usize,
+        page: &PageRef,
+        hash: u64,
+        prev: Option<Record>,
+        knobs: &Snapshot,
+    ) -> u32 {
+        if knobs.use_zero_pages && hash == self.zero_hash && page.is_zero() {
+            return if self.merge_at(tag, addr, page, None) {
+                ZERO_MERGED
+            } else {
+                0
+            };
+        }
+        let loc = Loc::new(tag, addr);
+        if self.merge_into_stable(tag, addr, loc, page, hash, knobs.max_page_sharing) {
+            return STABLE_MERGED;
+        }
+        if prev.is_none_or(|r| r.hash != hash as u32) {
+            // New or volatile: wait a pass, so pages rewritten all the time are never merged.
+            return 0;
+        }
+        let Some(loc) = loc else {
+            return 0;
+        };
+        // A page of a THP goes the same way: the merge splits the THP only once a twin exists,
+        // as in KSM.
+        if self.merge_with_unstable(tag, addr, loc, page, hash) {
+            return STABLE_MERGED;
+        }
+        match self.unstable.insert(Entry { hash, loc }) {
+            Ok(()) => IN_UNSTABLE,
+            // No memory, or too many pages of this hash waiting: try again next pass.
+            Err(_) => 0,
+        }
+    }
+
+    /// Merges into a stable page of the same content that has room (`max_page_sharing`).
+    fn merge_into_stable(
+        &mut self,
+        tag: Tag,
+        addr: usize,
+        loc: Option<Loc>,
+        page: &PageRef,
+        hash: u64,
+        max_sharing: u32,
+    ) -> bool {
+        let Some(slot) = self.stable.find(hash, page, max_sharing) else {
+            return false;
+        };
+        let merged = self
+            .stable
+            .get(slot)
+            .is_some_and(|node| self.merge_at(tag, addr, page, Some(node.page.page())));
+        if merged {
+            stats::add(Stat::PagesSharing, 1);
+            if let (Some(node), Some(loc)) = (self.stable.get_mut(slot), loc) {
+                node.add_mapping(loc);
+            }
+        }
+        merged
+    }
+
+    /// Looks for a twin in the unstable tree; if one is found, both become mappings of a new
+    /// stable page. An entry of this hash whose bytes differ is a page that changed after it
+    /// went in (the hash key is secret): it leaves the tree, so each entry costs at most one
+    /// compare before it is gone, and a lookup at most [`SAME_HASH`].
+    fn merge_with_unstable(
+        &mut self,
+        tag: Tag,
+        addr: usize,
+        loc: Loc,
+        page: &PageRef,
+        hash: u64,
+    ) -> bool {
+        for _ in 0..SAME_HASH {
+            let Some(entry) = self
+                .unstable
+                .find(hash)
+                .iter()
+                .find(|e| e.loc != loc)
+                .copied()
+            else {
+                return false;
+            };
+            let other = self.page_at(entry.loc.tag(), entry.loc.addr());
+            // Merging, changed, or gone (unmapped, not mergeable any more): out of the tree.
+            self.unstable.remove(entry);
+            self.leave_unstable(entry.loc);
+            if let Some(other) = other.filter(|o| o.same_content(page)) {
+                return self.merge_pair(tag, addr, loc, page, entry.loc, other, hash);
+            }
+        }
+        false
+    }
+
+    /// The page at `loc` left the unstable tree: its record no longer counts in
+    /// `pages_unshared`.
+    fn leave_unstable(&mut self, loc: Loc) {
+        if let Some(slot) = self.mms.get_mut(loc.tag()) {
+            if slot.pass.take_unstable(loc.addr()) {
+                stats::add(Stat::PagesUnshared, -1);
+            }
+        }
+    }
+
+    /// Makes a new stable page from `page`'s content and maps it in place of both pages. If
+    /// the second merge fails, the first is undone, as KSM's try_to_merge_two_pages does.
+    #[allow(clippy::too_many_arguments)]
+    fn merge_pair(
+        &mut self,
+        tag: Tag,
+        addr: usize,
+        loc: Loc,
+        page: &PageRef,
+        other_loc: Loc,
+        other: PageRef,
+        hash: u64,
+    ) -> bool {
+        let Ok(stable) = self.file.alloc(page) else {
+            return false;
+        };
+        // Twins inside one THP: merging the first splits it, which needs our reference on it
+        // to be the only extra one. Let the second go, and find it again after the split.
+        let other = if page.same_folio(&other) {
+            drop(other);
+            None
+        } else {
+            Some(other)
+        };
+        let (other_tag, other_addr) = (other_loc.tag(), other_loc.addr());
+        let merged = self.merge_at(tag, addr, page, Some(stable.page()))
+            && (other
+                .or_else(|| self.page_at(other_tag, other_addr))
+                .is_some_and(|o| self.merge_at(other_tag, other_addr, &o, Some(stable.page())))
+                || {
+                    self.unmerge_at(tag, addr);
+                    false
+                });
+        if !merged || stable.mapcount() == 0 {
+            if let Err(stable) = self.file.free(stable) {
+                // Still mapped (the undo failed): keep it as a stable page after all.
+                self.insert_stable(hash, stable, &[loc]);
+            }
+            return merged;
+        }
+        self.insert_stable(hash, stable, &[loc, other_loc]);
+        true
+    }
+
+    fn insert_stable(&mut self, hash: u64, page: StablePage, locs: &[Loc]) {
+        let mut rmap = KVVec::new();
+        // Without memory the records are missing; run=2's sweep still finds the mappings.
+        let _ = rmap.extend_from_slice(locs, GFP_KERNEL);
+        let mappings = i64::from(page.mapcount());
+        match self.stable.insert(hash, StableNode { page, rmap }) {
+            Ok(()) => {
+                stats::add(Stat::PagesShared, 1);
+                stats::add(Stat::PagesSharing, mappings - 1);
+            }
+            Err(node) => {
+                // Out of memory for the tree: the page stays mapped, known only through its
+                // file, and the module stays pinned. run=2 still breaks its mappings.
+                pr_warn!("no memory to track a stable page\n");
+                core::mem::forget(node);
+            }
+        }
+    }
+
+    /// The anonymous page at `addr` of the mm tagged `tag`, with a reference.
+    pub(super) fn page_at(&self, tag: Tag, addr: usize) -> Option<PageRef> {
+        let user = self.mms.get(tag)?.mm.mmget_not_zero()?;
+        let locked = Locked::new(&user);
+        locked.mergeable_vma(addr)?;
+        locked.anon_page_at(addr)
+    }
+
+    /// Replaces `page` at `addr` of the mm tagged `tag` by `into` (None: the zero page).
+    /// Counts why not, if not.
+    fn merge_at(&self, tag: Tag, addr: usize, page: &PageRef, into: Option<&PageRef>) -> bool {
+        let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) else {
+            return false;
+        };
+        let locked = Locked::new(&user);
+        let Some(vma) = locked.mergeable_vma(addr) else {
+            return false;
+        };
+        let reason = match mm::replace_page(vma, addr, page, into) {
+            Ok(split) => {
+                if split {
+                    stats::add(Stat::ThpSplit, 1);
+                }
+                return true;
+            }
+            Err(MergeError::Pinned) => Stat::MergeFailPinned,
+            Err(MergeError::Changed) => Stat::MergeFailChanged,
+            Err(MergeError::Contended) => Stat::MergeFailContended,
+            Err(MergeError::Gone | MergeError::Large) => return false,
+        };
+        stats::add(reason, 1);
+        false
+    }
+
+    /// Breaks the merge at `addr` of the mm tagged `tag`.
+    pub(super) fn unmerge_at(&self, tag: Tag, addr: usize) {
+        if let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) {
+            let _ = Locked::new(&user).break_cow(addr);
+        }
+    }
+}

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The merging engine: which mm to scan next, what a scanned page becomes, and undoing merges.
+//!
+//! rksmd owns the [`Engine`]; nothing else touches it, so it needs no lock of its own. A page's
+//! way: [`Engine::scan_round`] -> [`range_walk::walk`] (under the mmap lock, a batch at a time)
+//! -> [`Engine::visit`] (no lock: it may need another mm's) -> the trees -> a merge
+//! ([`merge`]) -> a stable page ([`crate::stable`]).
+//!
+//! Costs, per pass: each mm's VMAs are looked at once from its cursor (and once more at most,
+//! from address 0, for memory mapped below the cursor during the pass); each page costs one
+//! record lookup (binary search), one hash, one stable-tree lookup and, if it held still, one
+//! unstable-tree lookup with a bounded number of page compares; mms are found by tag in a
+//! red-black tree. Nothing grows faster than linearly in pages, VMAs, processes or stable pages.
+//!
+//! Locks: an mmap lock is held only around one walk batch or one merge, never two at once
+//! (two mmap locks would be a lock-order problem lockdep rightly reports). See [`crate::mm`].
+
+use kernel::prelude::*;
+
+use crate::ffi;
+use crate::intervals::next_to_scan;
+use crate::knobs::Snapshot;
+use crate::mm::{self, Locked, VmaKind};
+use crate::range_walk::{self, Found, WalkStats};
+use crate::smart_scan::Age;
+use crate::stable::StableFile;
+use crate::stats::{self, Stat};
+
+mod merge;
+pub(crate) mod pass;
+mod slots;
+mod stable_tree;
+mod unmerge;
+mod unstable_tree;
+
+use pass::{Record, STABLE_MERGED, ZERO_MERGED};
+use slots::{MmTable, Tag};
+use stable_tree::StableTree;
+use unstable_tree::UnstableTree;
+
+/// Pages one walk batch may hand over before the mmap lock is dropped to process them.
+const BATCH: usize = 64;
+
+/// The mergeable VMAs of a locked mm from an address on, as `(start, end)` ranges.
+#[derive(Clone)]
+struct MergeableRanges<'a> {
+    locked: &'a Locked<'a>,
+    addr: usize,
+}
+
+impl Iterator for MergeableRanges<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        loop {
+            let vma = self.locked.vma_next(self.addr)?;
+            self.addr = vma.end();
+            if mm::kind(vma) == VmaKind::Mergeable {
+                return Some((vma.start(), vma.end()));
+            }
+        }
+    }
+}
+
+/// How a slot's turn ended.
+enum SlotTurn {
+    /// The pass over this mm is complete.
+    Done,
+    /// The round's budget is spent.
+    Yield,
+    /// The process is exiting.
+    Gone,
+}
+
+/// The scanner's state.
+pub(crate) struct Engine {
+    mms: MmTable,
+    /// The mm being scanned; `None` once the pass has been over every mm.
+    current: Option<Tag>,
+    /// Whether the current pass has collected its mms.
+    in_pass: bool,
+    /// The keyed hash of an all-zero page.
+    zero_hash: u64,
+    stable: StableTree,
+    unstable: UnstableTree,
+    // Declared last: dropped after the stable nodes that live in it.
+    file: StableFile,
+}
+
+impl Engine {
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: Called once, at module init, before any page is hashed.
+        unsafe { ffi::rksm_hash_key_init() };
+        // SAFETY: The shim hashes the kernel's zero page, which always exists.
+        let zero_hash = unsafe { ffi::rksm_zero_page_hash() };
+        Ok(Self {
+            mms: MmTable::new(),
+            current: None,
+            in_pass: false,
+            zero_hash,
+            stable: StableTree::new(),
+            unstable: UnstableTree::new(),
+            file: StableFile::new()?,
+        })
+    }
+
+    /// Scans up to `knobs.pages_to_scan` pages, continuing the current pass.
+    pub(crate) fn scan_round(&mut self, knobs: &Snapshot) {
+        let mut budget = knobs.pages_to_scan;
+        while budget > 0 {
+            if !self.in_pass && (self.start_pass().is_err() || self.mms.is_empty()) {
+                return;
+            }
+            let Some(tag) = self.current else {
+                // As in KSM, a round ends where a full scan ends: sleep_millisecs lies between
+                // two passes, and full_scans counts passes, not rounds.
+                self.end_pass();
+                return;
+            };
+            match self.scan_slot(tag, &mut budget, knobs) {
+                SlotTurn::Done => self.current = self.mms.next_after(Some(tag)),
+                SlotTurn::Gone => {
+                    // The records of an exiting mm go with its slot; its stable mappings go
+                    // with its page tables, and the stable-tree refresh notices.
+                    self.mms.remove(tag);
+                    self.current = self.mms.next_after(Some(tag));
+                }
+                SlotTurn::Yield => return,
+            }
+        }
+    }
+
+    /// Starts a pass: adds newly opted-in mms, drops those that left, and drains the per-CPU
+    /// LRU batches whose references would make every merge look pinned.
+    fn start_pass(&mut self) -> Result {
+        let mut found = KVVec::new();
+        mm::collect(false, &mut found)?;
+        // An mm that no longer opts in keeps its slot while it has merges to undo.
+        self.mms
+            .update(found, |s| mm::opted_in(&s.mm) || s.pass.has_merges())?;
+        // SAFETY: Kthread context, no locks held.
+        unsafe { ffi::rksm_lru_add_drain_all() };
+        self.current = self.mms.next_after(None);
+        self.in_pass = true;
+        Ok(())
+    }
+
+    /// Every mm was scanned: a full scan is complete. The unstable tree starts afresh, as in
+    /// KSM, and the stable tree drops pages nothing maps any more.
+    fn end_pass(&mut self) {
+        // The records keep counting in `pages_unshared` until their pages are visited again.
+        self.unstable.clear();
+        self.refresh_stable();
+        self.in_pass = false;
+        // Last: whoever sees full_scans move also sees the counters of the finished pass.
+        stats::add(Stat::FullScans, 1);
+    }
+
+    /// Walks the next stretch of the mm tagged `tag` in batches and decides each page's fate.
+    fn scan_slot(&mut self, tag: Tag, budget: &mut usize, knobs: &Snapshot) -> SlotTurn {
+        let Ok(mut batch) = KVec::<Found>::with_capacity(BATCH, GFP_KERNEL) else {
+            return SlotTurn::Yield;
+        };
+        loop {
+            let file = &self.file;
+            let Some(slot) = self.mms.get_mut(tag) else {
+                return SlotTurn::Done;
+            };
+            let Some(user) = slot.mm.mmget_not_zero() else {
+                return SlotTurn::Gone;
+            };
+            {
+                let locked = Locked::new(&user);
+                let pass = &mut slot.pass;
+                // From the cursor on; once per pass, back from 0 for what was mapped below it.
+                let ahead = MergeableRanges {
+                    locked: &locked,
+                    addr: pass.cursor,
+                };
+                let mut next = next_to_scan(&pass.covered, ahead, pass.cursor);
+                if next.is_none() && !pass.wrapped && pass.cursor > 0 {
+                    pass.wrapped = true;
+                    let all = MergeableRanges {
+                        locked: &locked,
+                        addr: 0,
+                    };
+                    next = next_to_scan(&pass.covered, all, 0);
+                }
+                let Some((addr, run_end)) = next else {
+                    pass.finish(|r| unmerge::unmerge_if_unmergeable(&locked, r, file));
+                    return SlotTurn::Done;
+                };
+                let mut walk = WalkStats::default();
+                let stop = range_walk::walk(
+                    &locked,
+                    addr,
+                    run_end,
+                    budget,
+                    file.raw(),
+                    &mut walk,
+                    |found| {
+                        // Cannot fail: the walk stops once the batch is full.
+                        let _ = batch.push_within_capacity(found);
+                        batch.len() < BATCH
+                    },
+                );
+                stats::add(Stat::ThpPagesSkipped, walk.thp_pages as i64);
+                // Everything from the cursor up to `addr` held nothing left to scan: cover it
+                // too, so the record stays one range in the usual case.
+                let from = if addr >= pass.cursor {
+                    pass.cursor
+                } else {
+                    addr
+                };
+                pass.covered.insert(from, stop);
+                pass.cursor = stop;
+            }
+            drop(user);
+            for found in batch.drain_all() {
+                self.visit(tag, found, knobs);
+            }
+            if *budget == 0 {
+                return SlotTurn::Yield;
+            }
+        }
+    }
+
+    /// Decides what becomes of one page of the mm tagged `tag`.
+    fn visit(&mut self, tag: Tag, found: Found, knobs: &Snapshot) {
+        let addr = match &found {
+            Found::Zero { addr }
+            | Found::Stable { addr }
+            | Found::Anon { addr, .. }
+            | Found::Large { addr } => *addr,
+        };
+        let Some(slot) = self.mms.get_mut(tag) else {
+            return;
+        };
+        // `pages_unshared` counts records with IN_UNSTABLE. The page leaves the previous pass's
+        // unstable tree now and may join this pass's: one update at the end, so a reader never
+        // sees the page counted out and back in.
+        let was_unshared = slot.pass.take_prev_unstable(addr);
+        let prev = slot.pass.prev_record(addr);
+        let record = match found {
+            Found::Zero { .. } => match prev {
+                // Still the zero page we put there: keep counting it.
+                Some(r) if r.zero() => Some(Record {
+                    flags: ZERO_MERGED,
+                    ..r
+                }),
+                _ => None,
+            },
+            Found::Stable { addr } => {
+                stats::add(Stat::PagesScanned, 1);
+                Some(Record {
+                    addr,
+                    hash: 0,
+                    flags: STABLE_MERGED,
+                })
+            }
+            Found::Anon { addr, page } => Some(self.visit_anon(tag, addr, &page, prev, knobs)),
+            Found::Large { addr } => self
+                .page_at(tag, addr)
+                .map(|page| self.visit_anon(tag, addr, &page, prev, knobs)),
+        };
+        // Without memory for the record the page only looks new again next pass (and its tree
+        // entry, if any, has no record to count).
+        let is_unshared = record.is_some_and(|record| {
+            self.mms.get_mut(tag).is_some_and(|s| s.pass.push(record)) && record.unshared()
+        });
+        stats::add(
+            Stat::PagesUnshared,
+            i64::from(is_unshared) - i64::from(was_unshared),
+        );
+    }
+
+    /// Hashes an anonymous page (unless smart scan skips it) and tries to merge it.
+    fn visit_anon(
+        &mut self,
+        tag: Tag,
+        addr: usize,
+        page: &crate::page::PageRef,
+        prev: Option<Record>,
+        knobs: &Snapshot,
+    ) -> Record {
+        // Smart scan: a page that keeps failing to merge is skipped for a while.
+        let mut age = prev
+            .filter(|r| !r.merged())
+            .map_or(Age::default(), |r| r.age());
+        if knobs.smart_scan && age.visit() {
+            stats::add(Stat::PagesSkipped, 1);
+            return Record {
+                addr,
+                hash: prev.map_or(0, |r| r.hash),
+                flags: Record::flags_with_age(0, age),
+            };
+        }
+        stats::add(Stat::PagesScanned, 1);
+        let hash = page.hash();
+        let flags = self.try_merge(tag, addr, page, hash, prev, knobs);
+        Record {
+            addr,
+            hash: hash as u32,
+            // A merged page starts over, should it be unmerged later.
+            flags: if flags & pass::MERGED != 0 {
+                flags
+            } else {
+                Record::flags_with_age(flags, age)
+            },
+        }
+    }
+}

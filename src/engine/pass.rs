@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-page records and the accounting of a pass over one mm.
+//!
+//! A [`Record`] is what rksm remembers about one scanned page between two passes: 16 bytes,
+//! kept in address order. The functions here work on slices, so the kernel keeps the records in
+//! a `KVVec` (no kmalloc ceiling) and the host tests use a `Vec`. This file needs no kernel: the
+//! host workspace tests it against a naive model (`cargo test`).
+
+use crate::smart_scan::Age;
+
+/// `Record::flags`: this address was merged into the zero page.
+pub(crate) const ZERO_MERGED: u32 = 1;
+/// `Record::flags`: this address maps a stable page.
+pub(crate) const STABLE_MERGED: u32 = 2;
+/// `Record::flags`: the page was put in the unstable tree at this visit. It counts in
+/// `pages_unshared` until its next visit, as KSM's rmap_items do.
+pub(crate) const IN_UNSTABLE: u32 = 4;
+/// The flags that mean "rksm merged this address".
+pub(crate) const MERGED: u32 = ZERO_MERGED | STABLE_MERGED;
+/// Where `Record::flags` keeps a page's smart-scan [`Age`] (bits 8-15 age, 16-23 skips).
+const AGE_SHIFT: u32 = 8;
+
+/// What rksm remembers about one scanned page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// The page's user address.
+    pub(crate) addr: usize,
+    /// Low 32 bits of the content hash at the last visit (the volatility check, as in KSM).
+    pub(crate) hash: u32,
+    /// `ZERO_MERGED`, `STABLE_MERGED`, `IN_UNSTABLE`, and the smart-scan age.
+    pub(crate) flags: u32,
+}
+
+impl Record {
+    /// The smart-scan state kept in the flags.
+    pub(crate) fn age(&self) -> Age {
+        Age {
+            age: (self.flags >> AGE_SHIFT) as u8,
+            skips: (self.flags >> (AGE_SHIFT + 8)) as u8,
+        }
+    }
+
+    /// The flags `flags` (low byte) with the smart-scan state `age`.
+    pub(crate) fn flags_with_age(flags: u32, age: Age) -> u32 {
+        (flags & 0xff) | u32::from(age.age) << AGE_SHIFT | u32::from(age.skips) << (AGE_SHIFT + 8)
+    }
+
+    /// Whether rksm merged this address.
+    pub(crate) fn merged(&self) -> bool {
+        self.flags & MERGED != 0
+    }
+
+    /// Whether the page counts in `pages_unshared`.
+    pub(crate) fn unshared(&self) -> bool {
+        self.flags & IN_UNSTABLE != 0
+    }
+
+    /// Whether the address was merged into the zero page.
+    pub(crate) fn zero(&self) -> bool {
+        self.flags & ZERO_MERGED != 0
+    }
+}
+
+/// How the global counters move when records come and go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Deltas {
+    /// `pages_tracked`.
+    pub(crate) records: i64,
+    /// `ksm_zero_pages`.
+    pub(crate) zero_pages: i64,
+    /// `pages_unshared`.
+    pub(crate) unshared: i64,
+}
+
+fn count(records: &[Record], f: impl Fn(&Record) -> bool) -> i64 {
+    records.iter().filter(|r| f(r)).count() as i64
+}
+
+/// The index of the record of `addr` in `sorted` (sorted by address), if any.
+pub(crate) fn find(sorted: &[Record], addr: usize) -> Option<usize> {
+    sorted.binary_search_by_key(&addr, |r| r.addr).ok()
+}
+
+/// Whether `records` is sorted by strictly increasing address.
+#[cfg(test)]
+pub(crate) fn is_sorted(records: &[Record]) -> bool {
+    records.windows(2).all(|w| w[0].addr < w[1].addr)
+}
+
+/// A pass over one mm is complete: `next` (this pass's records, sorted by address) replaces
+/// `prev` (the previous pass's, sorted). Hands every record of `prev` that has flags but was
+/// not met again to `gone` (its merge may need undoing), and returns how the counters move.
+///
+/// One merge walk over both: linear in the records.
+pub(crate) fn finish(prev: &[Record], next: &[Record], mut gone: impl FnMut(&Record)) -> Deltas {
+    let mut unshared = 0;
+    let mut n = next.iter().peekable();
+    for r in prev {
+        while n.next_if(|x| x.addr < r.addr).is_some() {}
+        if n.peek().is_some_and(|x| x.addr == r.addr) {
+            continue;
+        }
+        if r.unshared() {
+            unshared -= 1;
+        }
+        if r.flags != 0 {
+            gone(r);
+        }
+    }
+    Deltas {
+        records: next.len() as i64 - prev.len() as i64,
+        zero_pages: count(next, Record::zero) - count(prev, Record::zero),
+        unshared,
+    }
+}
+
+/// Every record of an mm is dropped (exit, `run=2`): how the counters move.
+pub(crate) fn forget(prev: &[Record], next: &[Record]) -> Deltas {
+    Deltas {
+        records: -(prev.len() as i64),
+        zero_pages: -count(prev, Record::zero),
+        unshared: -(count(prev, Record::unshared) + count(next, Record::unshared)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn rec(addr: usize, flags: u32) -> Record {
+        Record {
+            addr,
+            hash: 0,
+            flags,
+        }
+    }
+
+    fn records() -> impl Strategy<Value = Vec<Record>> {
+        proptest::collection::btree_map(0usize..64, 0u32..8, 0..40)
+            .prop_map(|m| m.into_iter().map(|(a, f)| rec(a * 4096, f)).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn finish_matches_a_naive_model(prev in records(), next in records()) {
+            let mut gone = Vec::new();
+            let d = finish(&prev, &next, |r| gone.push(*r));
+            let seen: BTreeMap<usize, ()> = next.iter().map(|r| (r.addr, ())).collect();
+            let lost: Vec<Record> =
+                prev.iter().filter(|r| !seen.contains_key(&r.addr)).copied().collect();
+            let want_gone: Vec<Record> = lost.iter().filter(|r| r.flags != 0).copied().collect();
+            prop_assert_eq!(gone, want_gone);
+            prop_assert_eq!(d.records, next.len() as i64 - prev.len() as i64);
+            prop_assert_eq!(
+                d.unshared,
+                -(lost.iter().filter(|r| r.flags & IN_UNSTABLE != 0).count() as i64)
+            );
+            let zeros = |v: &[Record]| v.iter().filter(|r| r.flags & ZERO_MERGED != 0).count() as i64;
+            prop_assert_eq!(d.zero_pages, zeros(&next) - zeros(&prev));
+        }
+
+        #[test]
+        fn finish_then_forget_returns_counters_to_zero(prev in records(), next in records()) {
+            // `prev` alone is accounted to start with.
+            let f = finish(&prev, &next, |_| {});
+            let g = forget(&next, &[]);
+            prop_assert_eq!(prev.len() as i64 + f.records + g.records, 0);
+            prop_assert_eq!(count(&prev, Record::zero) + f.zero_pages + g.zero_pages, 0);
+        }
+
+        #[test]
+        fn find_finds_every_record(v in records()) {
+            prop_assert!(is_sorted(&v));
+            for (i, r) in v.iter().enumerate() {
+                prop_assert_eq!(find(&v, r.addr), Some(i));
+                prop_assert_eq!(find(&v, r.addr + 1), None);
+            }
+        }
+    }
+
+    #[test]
+    fn age_round_trips_through_the_flags() {
+        let age = Age { age: 200, skips: 7 };
+        let r = rec(0, Record::flags_with_age(IN_UNSTABLE, age));
+        assert_eq!(r.age(), age);
+        assert!(r.unshared() && !r.merged() && !r.zero());
+        assert_eq!(core::mem::size_of::<Record>(), 16);
+    }
+}

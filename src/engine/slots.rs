@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The mm table: every opted-in mm rksm scans, with where its pass stands.
+//!
+//! The table is a red-black tree keyed by a [`Tag`] rksm gives each mm when it first meets it.
+//! A tag is 24 bits, so a page's place fits in one `u64` ([`Loc`]) in the trees and in a stable
+//! page's reverse map. Lookups by tag and the round-robin step (the next tag up) cost
+//! O(log processes); finding the slot of an `mm_struct` uses an index sorted by pointer, rebuilt
+//! once per pass.
+
+use kernel::mm::Mm;
+use kernel::prelude::*;
+use kernel::rbtree::RBTree;
+use kernel::sync::aref::ARef;
+
+use super::pass::{self, Deltas, Record};
+use crate::intervals::Covered;
+use crate::mm;
+use crate::stats::{self, Stat};
+
+/// rksm's name for an mm while it is in the table: 1 to `TAG_MAX`.
+pub(crate) type Tag = u32;
+const TAG_BITS: u32 = 24;
+const TAG_MAX: Tag = (1 << TAG_BITS) - 1;
+/// Bits of a page number a [`Loc`] holds: user addresses below 2^52 (4 PiB).
+const PAGE_BITS: u32 = 64 - TAG_BITS;
+const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
+
+/// A page's place, (tag, address), packed in 8 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Loc(u64);
+
+impl Loc {
+    /// The place of `addr` in the mm tagged `tag`; `None` above 4 PiB, which 4-level page tables
+    /// never reach (such a page merges only into stable pages, never through the trees).
+    pub(crate) fn new(tag: Tag, addr: usize) -> Option<Self> {
+        let page = (addr >> PAGE_SHIFT) as u64;
+        (page >> PAGE_BITS == 0 && tag <= TAG_MAX)
+            .then_some(Self(u64::from(tag) << PAGE_BITS | page))
+    }
+
+    pub(crate) fn tag(self) -> Tag {
+        (self.0 >> PAGE_BITS) as Tag
+    }
+
+    pub(crate) fn addr(self) -> usize {
+        ((self.0 & ((1 << PAGE_BITS) - 1)) as usize) << PAGE_SHIFT
+    }
+}
+
+/// Where the pass over one mm stands, and what the previous pass saw.
+///
+/// # Invariants
+///
+/// `prev` is sorted by address. `next_sorted` is true only if `next` is.
+pub(crate) struct PassState {
+    /// What the current pass has scanned.
+    pub(crate) covered: Covered,
+    /// Where the current pass continues.
+    pub(crate) cursor: usize,
+    /// Whether the current pass already went back below its cursor once.
+    pub(crate) wrapped: bool,
+    /// Records of the previous pass, sorted by address.
+    prev: KVVec<Record>,
+    /// Records of this pass, in scan order.
+    next: KVVec<Record>,
+    next_sorted: bool,
+}
+
+impl PassState {
+    fn new() -> Self {
+        Self {
+            covered: Covered::new(),
+            cursor: 0,
+            wrapped: false,
+            prev: KVVec::new(),
+            next: KVVec::new(),
+            next_sorted: true,
+        }
+    }
+
+    /// The previous pass's record of `addr`.
+    pub(crate) fn prev_record(&self, addr: usize) -> Option<Record> {
+        pass::find(&self.prev, addr).and_then(|i| self.prev.get(i).copied())
+    }
+
+    /// Clears IN_UNSTABLE on the previous pass's record of `addr`; whether it was set.
+    pub(crate) fn take_prev_unstable(&mut self, addr: usize) -> bool {
+        let Some(r) = pass::find(&self.prev, addr).and_then(|i| self.prev.get_mut(i)) else {
+            return false;
+        };
+        let was = r.unshared();
+        r.flags &= !pass::IN_UNSTABLE;
+        was
+    }
+
+    /// Clears IN_UNSTABLE on the record of `addr` in this pass or the last; whether it was set.
+    /// A record this pass pushed out of address order is not searched: it stays counted in
+    /// `pages_unshared` until its next visit.
+    pub(crate) fn take_unstable(&mut self, addr: usize) -> bool {
+        if self.next_sorted {
+            if let Some(r) = pass::find(&self.next, addr).and_then(|i| self.next.get_mut(i)) {
+                let was = r.unshared();
+                r.flags &= !pass::IN_UNSTABLE;
+                return was;
+            }
+        }
+        self.take_prev_unstable(addr)
+    }
+
+    /// Records a visited page; false without memory (the page then looks new next pass).
+    pub(crate) fn push(&mut self, record: Record) -> bool {
+        if self.next.is_empty() {
+            // One allocation of about the right size, not a series of doublings.
+            let _ = self.next.reserve(self.prev.len(), GFP_KERNEL);
+        }
+        if self.next.last().is_some_and(|l| l.addr >= record.addr) {
+            self.next_sorted = false;
+        }
+        self.next.push(record, GFP_KERNEL).is_ok()
+    }
+
+    /// Whether any merge of this mm is on record.
+    pub(crate) fn has_merges(&self) -> bool {
+        self.prev.iter().any(Record::merged) || self.next.iter().any(Record::merged)
+    }
+
+    /// Every record, of both passes (for `run=2`).
+    pub(crate) fn records(&self) -> impl Iterator<Item = &Record> {
+        Iterator::chain(self.prev.iter(), self.next.iter())
+    }
+
+    /// The pass over this mm is complete: this pass's records become the previous ones.
+    /// Hands each merge the pass did not meet again to `gone`.
+    pub(crate) fn finish(&mut self, gone: impl FnMut(&Record)) {
+        if !self.next_sorted {
+            self.next.sort_unstable_by_key(|r| r.addr);
+        }
+        apply(pass::finish(&self.prev, &self.next, gone));
+        self.prev = core::mem::take(&mut self.next);
+        // Give back what the growth of `next` over-allocated; without memory it simply stays.
+        let _ = self.prev.shrink_to(self.prev.len(), GFP_KERNEL);
+        self.next_sorted = true;
+        self.covered.clear();
+        self.cursor = 0;
+        self.wrapped = false;
+    }
+
+    /// Forgets every record, keeping the counters right.
+    pub(crate) fn forget(&mut self) {
+        apply(pass::forget(&self.prev, &self.next));
+        self.prev = KVVec::new();
+        self.next = KVVec::new();
+        self.next_sorted = true;
+        self.covered.clear();
+        self.cursor = 0;
+        self.wrapped = false;
+    }
+}
+
+impl Drop for PassState {
+    fn drop(&mut self) {
+        self.forget();
+    }
+}
+
+fn apply(d: Deltas) {
+    stats::add(Stat::Records, d.records);
+    stats::add(Stat::ZeroPages, d.zero_pages);
+    stats::add(Stat::PagesUnshared, d.unshared);
+}
+
+/// One opted-in mm and where its pass stands.
+pub(crate) struct MmSlot {
+    pub(crate) mm: ARef<Mm>,
+    pub(crate) pass: PassState,
+}
+
+/// Every mm rksm scans, by tag.
+pub(crate) struct MmTable {
+    slots: RBTree<Tag, MmSlot>,
+    /// The last tag handed out.
+    last_tag: Tag,
+}
+
+impl MmTable {
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: RBTree::new(),
+            last_tag: 0,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(crate) fn get(&self, tag: Tag) -> Option<&MmSlot> {
+        self.slots.get(&tag)
+    }
+
+    pub(crate) fn get_mut(&mut self, tag: Tag) -> Option<&mut MmSlot> {
+        self.slots.get_mut(&tag)
+    }
+
+    /// The first tag above `tag` (`None`: from the start): the round-robin step.
+    pub(crate) fn next_after(&self, tag: Option<Tag>) -> Option<Tag> {
+        let from = tag.map_or(0, |t| t.saturating_add(1));
+        if tag == Some(Tag::MAX) {
+            return None;
+        }
+        self.slots.cursor_lower_bound(&from).map(|c| *c.current().0)
+    }
+
+    pub(crate) fn remove(&mut self, tag: Tag) {
+        self.slots.remove(&tag);
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut MmSlot> {
+        self.slots.values_mut()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.slots = RBTree::new();
+    }
+
+    /// Brings the table up to date at the start of a pass: drops the mms for which `keep` is
+    /// false, and adds the mms in `found` that are not in the table yet. O(P log P).
+    pub(crate) fn update(
+        &mut self,
+        found: KVVec<ARef<Mm>>,
+        keep: impl Fn(&MmSlot) -> bool,
+    ) -> Result {
+        let mut known: KVVec<(usize, Tag)> = KVVec::with_capacity(found.len(), GFP_KERNEL)?;
+        let mut dropped: KVVec<Tag> = KVVec::new();
+        for (tag, slot) in self.slots.iter() {
+            if keep(slot) {
+                known.push((mm::id(&slot.mm), *tag), GFP_KERNEL)?;
+            } else {
+                dropped.push(*tag, GFP_KERNEL)?;
+            }
+        }
+        for tag in dropped.iter() {
+            self.slots.remove(tag);
+        }
+        known.sort_unstable_by_key(|k| k.0);
+        for m in found.into_iter() {
+            if known.binary_search_by_key(&mm::id(&m), |k| k.0).is_ok() {
+                continue;
+            }
+            let Some(tag) = self.free_tag() else {
+                // 16 million mms at once: the rest waits for a free tag.
+                break;
+            };
+            let slot = MmSlot {
+                mm: m,
+                pass: PassState::new(),
+            };
+            self.slots.try_create_and_insert(tag, slot, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+
+    /// A tag no slot uses, round-robin so a tag is not reused soon after its mm left.
+    fn free_tag(&mut self) -> Option<Tag> {
+        for _ in 0..TAG_MAX {
+            self.last_tag = if self.last_tag >= TAG_MAX {
+                1
+            } else {
+                self.last_tag + 1
+            };
+            if self.slots.get(&self.last_tag).is_none() {
+                return Some(self.last_tag);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The stable tree: every stable page, in a red-black tree keyed by the keyed content hash.
+//!
+//! Pages that share a hash sit in one bucket, sorted by content (`memcmp`). Stable pages are
+//! read-only, so their order never changes. A lookup costs O(log n) integer compares to find
+//! the bucket, then O(log b) page compares inside it: even a bucket of b distinct pages with one
+//! hash (which a per-boot secret key makes impossible to craft) costs log b compares, not b.
+//! Identical pages are adjacent in a bucket: KSM's "chain" of copies, made once a copy reaches
+//! `max_page_sharing` mappings.
+
+use core::cmp::Ordering;
+
+use kernel::alloc::kvec::InsertError;
+use kernel::prelude::*;
+use kernel::rbtree::{RBTree, RBTreeNodeReservation};
+
+use super::slots::Loc;
+use crate::page::PageRef;
+use crate::stable::StablePage;
+
+/// How many copies of one content a lookup looks at for room, newest first. Copies deeper in a
+/// chain get room back only through copy-on-write and munmap; a bound keeps a long chain (a
+/// tenant with very many identical pages) from costing a lookup more than a constant.
+const CHAIN_LOOKS: usize = 4;
+
+/// A stable page in the stable tree.
+pub(crate) struct StableNode {
+    pub(crate) page: StablePage,
+    /// The merges rksm made into it, without duplicates. They go stale (COW, munmap, mremap)
+    /// and miss what forks copied, so they are re-checked before use, pruned at each full scan
+    /// once they outnumber the mappings, and the mapcount stays the ground truth.
+    pub(crate) rmap: KVVec<Loc>,
+}
+
+impl StableNode {
+    /// Records a merge into this page, once.
+    pub(crate) fn add_mapping(&mut self, loc: Loc) {
+        // The newest records sit at the end: a re-merge at one place finds itself there.
+        if self.rmap.iter().rev().take(CHAIN_LOOKS).any(|l| *l == loc) {
+            return;
+        }
+        // Without memory the record is missing; run=2's sweep still finds the mapping.
+        let _ = self.rmap.push(loc, GFP_KERNEL);
+    }
+}
+
+/// The stable tree.
+pub(crate) struct StableTree {
+    tree: RBTree<u64, KVec<StableNode>>,
+    len: usize,
+}
+
+/// Where a lookup found a stable page: its hash and place in the bucket.
+#[derive(Clone, Copy)]
+pub(crate) struct Slot {
+    pub(crate) hash: u64,
+    pub(crate) index: usize,
+}
+
+impl StableTree {
+    pub(crate) fn new() -> Self {
+        Self {
+            tree: RBTree::new(),
+            len: 0,
+        }
+    }
+
+    /// Number of stable pages.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The range of `bucket` whose pages hold the same bytes as `page`.
+    fn equal_range(bucket: &[StableNode], page: &PageRef) -> (usize, usize) {
+        let lo = bucket.partition_point(|n| n.page.page().cmp_content(page) == Ordering::Less);
+        let hi = lo
+            + bucket
+                .get(lo..)
+                .unwrap_or(&[])
+                .partition_point(|n| n.page.page().cmp_content(page) != Ordering::Greater);
+        (lo, hi)
+    }
+
+    /// A stable page with `page`'s content (and hash) that has room for one more mapping.
+    pub(crate) fn find(&self, hash: u64, page: &PageRef, max_sharing: u32) -> Option<Slot> {
+        let bucket = self.tree.get(&hash)?;
+        let (lo, hi) = Self::equal_range(bucket, page);
+        (lo..hi)
+            .rev()
+            .take(CHAIN_LOOKS)
+            .find(|&i| {
+                bucket
+                    .get(i)
+                    .is_some_and(|n| n.page.mapcount() < max_sharing)
+            })
+            .map(|index| Slot { hash, index })
+    }
+
+    pub(crate) fn get(&self, slot: Slot) -> Option<&StableNode> {
+        self.tree.get(&slot.hash)?.get(slot.index)
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: Slot) -> Option<&mut StableNode> {
+        self.tree.get_mut(&slot.hash)?.get_mut(slot.index)
+    }
+
+    /// Adds a stable page: last among the pages of its content. Without memory the node comes
+    /// back to the caller.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        node: StableNode,
+    ) -> core::result::Result<(), StableNode> {
+        match self.tree.get_mut(&hash) {
+            Some(bucket) => {
+                let (_, at) = Self::equal_range(bucket, node.page.page());
+                if bucket.reserve(1, GFP_KERNEL).is_err() {
+                    return Err(node);
+                }
+                bucket
+                    .insert_within_capacity(at, node)
+                    .map_err(|e| match e {
+                        InsertError::IndexOutOfBounds(n) | InsertError::OutOfCapacity(n) => n,
+                    })?;
+            }
+            None => {
+                // Both allocations first, so nothing can fail once the node is in the bucket.
+                let Ok(reservation) = RBTreeNodeReservation::new(GFP_KERNEL) else {
+                    return Err(node);
+                };
+                let Ok(mut bucket) = KVec::with_capacity(1, GFP_KERNEL) else {
+                    return Err(node);
+                };
+                bucket.push_within_capacity(node).map_err(|e| e.0)?;
+                self.tree.insert(reservation.into_node(hash, bucket));
+            }
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes every stable page for which `keep` is false, handing it to `gone`.
+    pub(crate) fn retain(
+        &mut self,
+        mut keep: impl FnMut(&mut StableNode) -> bool,
+        mut gone: impl FnMut(StableNode),
+    ) {
+        let mut emptied: KVVec<u64> = KVVec::new();
+        for (hash, bucket) in self.tree.iter_mut() {
+            let mut i = 0;
+            while let Some(node) = bucket.get_mut(i) {
+                if keep(node) {
+                    i += 1;
+                    continue;
+                }
+                let Ok(node) = bucket.remove(i) else {
+                    break;
+                };
+                self.len -= 1;
+                gone(node);
+            }
+            if bucket.is_empty() {
+                // Without memory an empty bucket stays: harmless, lookups find nothing in it.
+                let _ = emptied.push(*hash, GFP_KERNEL);
+            }
+        }
+        for hash in emptied.iter() {
+            self.tree.remove(hash);
+        }
+    }
+
+    /// Every bucket, with its hash.
+    pub(crate) fn buckets_with_hash(&self) -> impl Iterator<Item = (u64, &[StableNode])> {
+        self.tree.iter().map(|(k, b)| (*k, b.as_slice()))
+    }
+
+    /// Every bucket.
+    pub(crate) fn buckets(&self) -> impl Iterator<Item = &[StableNode]> {
+        self.tree.values().map(|b| b.as_slice())
+    }
+}
