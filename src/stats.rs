@@ -39,9 +39,12 @@ pub(crate) enum Stat {
     MergeFailChanged,
     /// Merges refused because a folio lock was contended (cumulative).
     MergeFailContended,
+    /// Bytes of memory the engine's metadata takes: records, tree entries and nodes, as
+    /// allocated (capacity, not length).
+    MetadataBytes,
 }
 
-const STAT_COUNT: usize = Stat::MergeFailContended as usize + 1;
+const STAT_COUNT: usize = Stat::MetadataBytes as usize + 1;
 
 static STATS: [Atomic<i64>; STAT_COUNT] = [const { Atomic::new(0) }; STAT_COUNT];
 
@@ -72,9 +75,6 @@ pub(crate) fn reset() {
     }
 }
 
-/// Bytes of scanner metadata per tracked page, for `general_profit`.
-const RECORD_BYTES: i64 = 16;
-
 /// A sysfs counter file.
 pub(crate) struct CounterFile {
     /// File name under `/sys/kernel/mm/rksm`.
@@ -96,10 +96,10 @@ fn volatile() -> i64 {
     (get(Stat::Records) - shared() - sharing() - get(Stat::PagesUnshared)).max(0)
 }
 
-/// KSM's definition: bytes saved minus bytes of metadata.
+/// KSM's definition: bytes saved minus bytes of metadata (what rksm allocated for it).
 fn general_profit() -> i64 {
     let page = kernel::page::PAGE_SIZE as i64;
-    (sharing() + get(Stat::ZeroPages)) * page - get(Stat::Records) * RECORD_BYTES
+    (sharing() + get(Stat::ZeroPages)) * page - get(Stat::MetadataBytes)
 }
 
 macro_rules! counter {
@@ -112,7 +112,7 @@ macro_rules! counter {
 }
 
 /// Every counter file, in the order they are created.
-pub(crate) const COUNTERS: [CounterFile; 17] = [
+pub(crate) const COUNTERS: [CounterFile; 18] = [
     counter!(c"pages_scanned", PagesScanned),
     counter!(c"pages_shared", PagesShared),
     counter!(c"pages_sharing", PagesSharing),
@@ -136,4 +136,5 @@ pub(crate) const COUNTERS: [CounterFile; 17] = [
     counter!(c"merge_fail_changed", MergeFailChanged),
     counter!(c"merge_fail_contended", MergeFailContended),
     counter!(c"pages_tracked", Records),
+    counter!(c"metadata_bytes", MetadataBytes),
 ];

@@ -148,6 +148,7 @@ TEST(counters_exist_and_are_read_only)
 		"pages_scanned", "pages_shared", "pages_sharing", "pages_unshared",
 		"pages_volatile", "pages_skipped", "full_scans", "stable_node_chains",
 		"stable_node_dups", "general_profit", "ksm_zero_pages", "pages_tracked",
+		"metadata_bytes",
 		"thp_pages_skipped", "thp_split", "merge_fail_pinned", "merge_fail_changed",
 		"merge_fail_contended",
 	};

@@ -83,6 +83,8 @@ pub(crate) struct Engine {
     /// The keyed hash of an all-zero page.
     zero_hash: u64,
     stable: StableTree,
+    /// What the stable tree took at its last recount, as added to `metadata_bytes`.
+    stable_bytes: usize,
     unstable: UnstableTree,
     // Declared last: dropped after the stable nodes that live in it.
     file: StableFile,
@@ -100,6 +102,7 @@ impl Engine {
             in_pass: false,
             zero_hash,
             stable: StableTree::new(),
+            stable_bytes: 0,
             unstable: UnstableTree::new(),
             file: StableFile::new()?,
         })

@@ -65,6 +65,8 @@ pub(crate) struct PassState {
     /// Records of this pass, in scan order.
     next: KVVec<Record>,
     next_sorted: bool,
+    /// What `prev` and `next` take, as last added to `metadata_bytes`.
+    bytes: usize,
 }
 
 impl PassState {
@@ -76,7 +78,15 @@ impl PassState {
             prev: KVVec::new(),
             next: KVVec::new(),
             next_sorted: true,
+            bytes: 0,
         }
+    }
+
+    /// Brings `metadata_bytes` up to date with the records' allocations.
+    fn account(&mut self) {
+        let now = (self.prev.capacity() + self.next.capacity()) * core::mem::size_of::<Record>();
+        stats::add(Stat::MetadataBytes, now as i64 - self.bytes as i64);
+        self.bytes = now;
     }
 
     /// The previous pass's record of `addr`.
@@ -117,7 +127,9 @@ impl PassState {
         if self.next.last().is_some_and(|l| l.addr >= record.addr) {
             self.next_sorted = false;
         }
-        self.next.push(record, GFP_KERNEL).is_ok()
+        let pushed = self.next.push(record, GFP_KERNEL).is_ok();
+        self.account();
+        pushed
     }
 
     /// Whether any merge of this mm is on record.
@@ -140,6 +152,7 @@ impl PassState {
         self.prev = core::mem::take(&mut self.next);
         // Give back what the growth of `next` over-allocated; without memory it simply stays.
         let _ = self.prev.shrink_to(self.prev.len(), GFP_KERNEL);
+        self.account();
         self.next_sorted = true;
         self.covered.clear();
         self.cursor = 0;
@@ -151,6 +164,7 @@ impl PassState {
         apply(pass::forget(&self.prev, &self.next));
         self.prev = KVVec::new();
         self.next = KVVec::new();
+        self.account();
         self.next_sorted = true;
         self.covered.clear();
         self.cursor = 0;

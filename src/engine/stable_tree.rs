@@ -170,6 +170,20 @@ impl StableTree {
         }
     }
 
+    /// What the tree takes: a kmalloc-64 node and the buffer per bucket, and each page's
+    /// reverse map, by capacity.
+    pub(crate) fn bytes(&self) -> usize {
+        self.tree
+            .values()
+            .map(|b| {
+                64 + b.capacity() * core::mem::size_of::<StableNode>()
+                    + b.iter()
+                        .map(|n| n.rmap.capacity() * core::mem::size_of::<Loc>())
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Every bucket, with its hash.
     pub(crate) fn buckets_with_hash(&self) -> impl Iterator<Item = (u64, &[StableNode])> {
         self.tree.iter().map(|(k, b)| (*k, b.as_slice()))

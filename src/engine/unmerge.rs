@@ -119,6 +119,9 @@ impl Engine {
                 run = 1;
             }
         }
+        let bytes = self.stable.bytes();
+        stats::add(Stat::MetadataBytes, bytes as i64 - self.stable_bytes as i64);
+        self.stable_bytes = bytes;
         let shared = self.stable.len() as i64;
         stats::set(Stat::PagesShared, shared);
         stats::set(Stat::PagesSharing, mappings - shared);

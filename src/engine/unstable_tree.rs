@@ -19,6 +19,7 @@ use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 
 use super::slots::Loc;
+use crate::stats::{self, Stat};
 
 /// Entries per run: 63 × 16 bytes fill one kmalloc-1k buffer.
 const RUN: usize = 63;
@@ -41,14 +42,26 @@ pub(crate) struct Entry {
 pub(crate) struct UnstableTree {
     runs: RBTree<u64, KVec<Entry>>,
     len: usize,
+    /// How many runs there are.
+    run_count: usize,
 }
+
+/// What one run takes: its kmalloc-1k buffer and its kmalloc-64 tree node.
+const RUN_BYTES: i64 = 1024 + 64;
 
 impl UnstableTree {
     pub(crate) fn new() -> Self {
         Self {
             runs: RBTree::new(),
             len: 0,
+            run_count: 0,
         }
+    }
+
+    /// Counts `n` more (or fewer) runs, in `metadata_bytes` too.
+    fn count_runs(&mut self, n: i64) {
+        self.run_count = self.run_count.saturating_add_signed(n as isize);
+        stats::add(Stat::MetadataBytes, n * RUN_BYTES);
     }
 
     /// The key of the run where `hash` belongs: the greatest key at or below it, else the first.
@@ -91,6 +104,7 @@ impl UnstableTree {
         }
         if run.is_empty() {
             self.runs.remove(&key);
+            self.count_runs(-1);
         }
         self.len -= 1;
         true
@@ -104,6 +118,7 @@ impl UnstableTree {
             run.push_within_capacity(entry)?;
             self.runs
                 .try_create_and_insert(entry.hash, run, GFP_KERNEL)?;
+            self.count_runs(1);
             self.len += 1;
             return Ok(());
         };
@@ -148,6 +163,7 @@ impl UnstableTree {
         // Cannot fail: both halves have room and `at` is in bounds.
         let _ = target.insert_within_capacity(at, entry);
         self.runs.insert(reservation.into_node(split_hash, upper));
+        self.count_runs(1);
         self.len += 1;
         Ok(())
     }
@@ -165,6 +181,7 @@ impl UnstableTree {
     /// Empties the tree (the end of a full scan, as in KSM).
     pub(crate) fn clear(&mut self) {
         self.runs = RBTree::new();
+        self.count_runs(-(self.run_count as i64));
         self.len = 0;
     }
 }
