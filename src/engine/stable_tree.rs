@@ -73,6 +73,14 @@ impl StableTree {
 
     /// The range of `bucket` whose pages hold the same bytes as `page`.
     fn equal_range(bucket: &[StableNode], page: &PageRef) -> (usize, usize) {
+        if let [only] = bucket {
+            // The usual bucket: one page, one compare.
+            return match only.page.page().cmp_content(page) {
+                Ordering::Less => (1, 1),
+                Ordering::Equal => (0, 1),
+                Ordering::Greater => (0, 0),
+            };
+        }
         let lo = bucket.partition_point(|n| n.page.page().cmp_content(page) == Ordering::Less);
         let hi = lo
             + bucket
