@@ -13,14 +13,13 @@ use kernel::prelude::*;
 
 use crate::ffi;
 use crate::intervals::{next_to_scan, Covered};
-use crate::knobs::KnobId;
+use crate::knobs::Snapshot;
 use crate::mm::{MergeError, Mm, MmapReadGuard, VmaKind};
 use crate::page::PageRef;
 use crate::range_walk::{self, Found, WalkStats};
 use crate::smart_scan::Age;
 use crate::stable::{StableFile, StablePage};
 use crate::stats::{self, Stat};
-use crate::sysfs::knob;
 use crate::tree::HashTree;
 
 /// `Record::flags`: this address was merged into the zero page.
@@ -229,6 +228,8 @@ pub(crate) struct Engine {
     zero_hash: u64,
     stable: HashTree<StableNode>,
     unstable: HashTree<UnstableEntry>,
+    /// The knobs of the current round.
+    knobs: Snapshot,
     // Declared last: dropped after the stable nodes that live in it.
     file: StableFile,
 }
@@ -244,13 +245,15 @@ impl Engine {
             zero_hash,
             stable: HashTree::new(),
             unstable: HashTree::new(),
+            knobs: Snapshot::default(),
             file: StableFile::new()?,
         })
     }
 
-    /// Scans up to `budget` pages, continuing the current pass.
-    pub(crate) fn scan_round(&mut self, budget: usize) {
-        let mut budget = budget;
+    /// Scans up to `knobs.pages_to_scan` pages, continuing the current pass.
+    pub(crate) fn scan_round(&mut self, knobs: &Snapshot) {
+        self.knobs = *knobs;
+        let mut budget = knobs.pages_to_scan;
         while budget > 0 {
             if !self.in_pass && (self.start_pass().is_err() || self.slots.is_empty()) {
                 return;
@@ -440,7 +443,7 @@ impl Engine {
                 let mut age = prev
                     .filter(|r| r.flags & MERGED == 0)
                     .map_or(Age::default(), |r| age_of(r.flags));
-                if knob(KnobId::SmartScan) != 0 && age.visit() {
+                if self.knobs.smart_scan && age.visit() {
                     stats::add(Stat::PagesSkipped, 1);
                     let hash = prev.map_or(0, |r| r.hash);
                     Record {
@@ -494,7 +497,7 @@ impl Engine {
         page: &PageRef,
         hash: u64,
     ) -> u32 {
-        if knob(KnobId::UseZeroPages) != 0 && hash == self.zero_hash && page.is_zero() {
+        if self.knobs.use_zero_pages && hash == self.zero_hash && page.is_zero() {
             return if self.merge_at(mm_id, addr, page, None) {
                 ZERO_MERGED
             } else {
@@ -537,7 +540,7 @@ impl Engine {
 
     /// Merges into a stable page of the same content that has room (`max_page_sharing`).
     fn merge_into_stable(&mut self, mm_id: usize, addr: usize, page: &PageRef, hash: u64) -> bool {
-        let max = u32::try_from(knob(KnobId::MaxPageSharing)).unwrap_or(u32::MAX);
+        let max = self.knobs.max_page_sharing;
         let target = self
             .stable
             .bucket(hash)

@@ -149,6 +149,13 @@ impl Snapshot {
     }
 }
 
+impl Default for Snapshot {
+    /// The knobs at their load-time defaults.
+    fn default() -> Self {
+        Self::from_values(&KNOBS.map(|k| k.default))
+    }
+}
+
 /// A write that is not a valid value; the knob keeps its old value (`-EINVAL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid;
@@ -256,6 +263,15 @@ mod tests {
         assert_eq!(s.pages_to_scan, 7);
         assert_eq!(s.max_page_sharing, u32::MAX);
         assert!(s.use_zero_pages);
+        assert!(s.smart_scan);
+    }
+
+    #[test]
+    fn default_snapshot_has_the_defaults() {
+        let s = Snapshot::default();
+        assert_eq!(s.pages_to_scan, 100);
+        assert_eq!(s.max_page_sharing, 256);
+        assert!(!s.use_zero_pages);
         assert!(s.smart_scan);
     }
 
