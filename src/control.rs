@@ -33,6 +33,13 @@ use crate::knobs::{KnobId, Snapshot, KNOBS, RUN_MERGE, RUN_STOP, RUN_UNMERGE};
 const KNOB_COUNT: usize = KNOBS.len();
 
 /// Everything the `state` mutex protects.
+///
+/// # Invariants
+///
+/// - `values[i]` is a value `knobs::parse` accepts for `KNOBS[i]`.
+/// - `unmerge_served <= unmerge_asked`.
+/// - `run` (in `values`) is 2 only if `rksmd` served an unmerge request made after `run` was
+///   last 1, and `run` has not been 1 since.
 struct State {
     /// Knob values, indexed by [`KnobId`].
     values: [u64; KNOB_COUNT],
@@ -108,6 +115,11 @@ pub(crate) enum Work {
 }
 
 /// A scan round in progress: `rksmd` holds the round lock until this is dropped.
+///
+/// # Invariants
+///
+/// `_round` guards `Control::round`; `snapshot` was taken after it was locked, while `run` was
+/// 1 and no unmerge was pending.
 pub(crate) struct Round<'a> {
     _round: MutexGuard<'a, ()>,
     snapshot: Snapshot,
@@ -121,6 +133,12 @@ impl Round<'_> {
 }
 
 /// The knob values and the `run` state machine, shared by `sysfs` and `rksmd`.
+///
+/// # Invariants
+///
+/// Only one `Control` exists at a time (module init creates it once), so `ksm` is the only
+/// [`KsmWatch`]. `run` changes only under `run_write`, except that `rksmd` may set it from 1
+/// to 0 ([`Control::step_aside`]).
 #[pin_data]
 pub(crate) struct Control {
     /// Serializes writes of `run` (see the lock order above).
@@ -170,13 +188,18 @@ impl Control {
         self.state.lock().values.get(idx).copied()
     }
 
-    /// Sets knob `idx` (a [`KnobId`]) to `value`, which `knobs::parse` accepted for it.
+    /// Sets knob `idx` (a [`KnobId`]) to `value`, as `knobs::parse` read it; a value out of
+    /// the knob's range is `EINVAL` and changes nothing.
     pub(crate) fn store(&self, idx: usize, value: u64) -> Result {
+        if !KNOBS.get(idx).is_some_and(|k| k.kind.accepts(value)) {
+            return Err(EINVAL);
+        }
         if idx == KnobId::Run as usize {
             return self.set_run(value);
         }
         let mut state = self.state.lock();
         let knob = state.values.get_mut(idx).ok_or(EINVAL)?;
+        // INVARIANT: `value` is in the knob's range, checked above.
         *knob = value;
         // Let a sleeping rksmd pick up a new pace at once.
         state.kicked = true;
@@ -215,9 +238,10 @@ impl Control {
                 // Stop merging first, then wait until rksmd has undone every merge, as a write
                 // of 2 to KSM's run returns only when everything is unmerged.
                 let mut state = self.state.lock();
+                // 2^64 writes of run=2 cannot happen; should they, the write fails, no panic.
+                let ticket = state.unmerge_asked.checked_add(1).ok_or(EOVERFLOW)?;
                 state.set_run(RUN_STOP);
-                state.unmerge_asked += 1;
-                let ticket = state.unmerge_asked;
+                state.unmerge_asked = ticket;
                 self.wake.notify_all();
                 while state.unmerge_served < ticket {
                     if state.stopping {
@@ -296,6 +320,7 @@ impl Control {
         }
         let snapshot = Snapshot::from_values(&state.values);
         drop(state);
+        // INVARIANT: `round` is locked, and `run` was 1 with no unmerge pending just now.
         Some(Round {
             _round: round,
             snapshot,
@@ -308,6 +333,7 @@ impl Control {
         let round = self.round.lock();
         unmerge_all();
         let mut state = self.state.lock();
+        // INVARIANT: `ticket` came from `unmerge_asked`, which never decreases.
         state.unmerge_served = state.unmerge_served.max(ticket);
         drop(state);
         drop(round);

@@ -23,6 +23,16 @@ pub(crate) enum Kind {
     Bool,
 }
 
+impl Kind {
+    /// Whether a knob of this kind may hold `value` (what [`parse`] can return for it).
+    pub(crate) fn accepts(self, value: u64) -> bool {
+        match self {
+            Kind::Number { min, max } => (min..=max).contains(&value),
+            Kind::Bool => value <= 1,
+        }
+    }
+}
+
 /// One writable sysfs file.
 #[derive(Debug)]
 pub(crate) struct Knob {
@@ -264,6 +274,19 @@ mod tests {
         assert_eq!(s.max_page_sharing, u32::MAX);
         assert!(s.use_zero_pages);
         assert!(s.smart_scan);
+    }
+
+    #[test]
+    fn accepts_what_parse_returns() {
+        assert!(num(2, 10).accepts(2));
+        assert!(num(2, 10).accepts(10));
+        assert!(!num(2, 10).accepts(1));
+        assert!(!num(2, 10).accepts(11));
+        assert!(Kind::Bool.accepts(1));
+        assert!(!Kind::Bool.accepts(2));
+        for knob in &KNOBS {
+            assert!(knob.kind.accepts(knob.default), "{:?}", knob.name);
+        }
     }
 
     #[test]
