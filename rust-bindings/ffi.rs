@@ -76,16 +76,19 @@ pub(crate) struct Hit {
 }
 
 extern "C" {
-    /// Creates `/sys/kernel/mm/rksm` with `n` files.
+    /// Creates `/sys/kernel/mm/rksm` with `n` files, whose callbacks (`rksm_attr_show` and
+    /// `rksm_attr_store` in `src/sysfs.rs`) get `ctx`.
     ///
     /// # Safety
     ///
     /// `names` and `writable` point to `n` elements; every name is a NUL-terminated string that
-    /// stays valid until [`rksm_sysfs_remove`]. Must not be called again before that.
+    /// stays valid until [`rksm_sysfs_remove`], and so is what `ctx` points to. Must not be
+    /// called again before that.
     pub(crate) fn rksm_sysfs_add(
         names: *const *const c_char,
         writable: *const bool,
         n: c_uint,
+        ctx: *const c_void,
     ) -> c_int;
 
     /// Removes the directory created by [`rksm_sysfs_add`], waiting for running callbacks.
@@ -95,7 +98,8 @@ extern "C" {
     /// [`rksm_sysfs_add`] succeeded and this was not called since.
     pub(crate) fn rksm_sysfs_remove();
 
-    /// Starts kthread `rksmd` running `f(data)`; stores the task in `*task`.
+    /// Starts kthread `rksmd` running `f(data)`; stores the task in `*task`, with a reference
+    /// that [`rksm_kthread_stop`] drops (so `f` may return before it).
     ///
     /// # Safety
     ///
@@ -106,7 +110,8 @@ extern "C" {
         task: *mut *mut Task,
     ) -> c_int;
 
-    /// Stops the kthread and waits for its function to return.
+    /// Stops the kthread, waits for its function to return, and drops the task reference
+    /// (`kthread_stop_put`).
     ///
     /// # Safety
     ///
@@ -114,18 +119,31 @@ extern "C" {
     pub(crate) fn rksm_kthread_stop(task: *mut Task);
 
     /// Whether `kthread_stop` was called on the current kthread.
+    ///
+    /// # Safety
+    ///
+    /// The caller is a kthread.
     pub(crate) fn rksm_kthread_should_stop() -> bool;
 
     /// Makes the current kthread freezable.
+    ///
+    /// # Safety
+    ///
+    /// The caller is a kthread.
     pub(crate) fn rksm_kthread_set_freezable();
 
-    /// Sleeps until kicked, stopped, or `msecs` elapse (`u32::MAX`: no timeout).
-    pub(crate) fn rksm_scanner_wait(msecs: c_uint);
-
-    /// Wakes the scanner from [`rksm_scanner_wait`].
-    pub(crate) fn rksm_scanner_kick();
+    /// `try_to_freeze()`: freezes the current task here if the freezer asked.
+    ///
+    /// # Safety
+    ///
+    /// Process context, and the caller holds no lock (freezing with a lock held can deadlock).
+    pub(crate) fn rksm_try_to_freeze();
 
     /// `cond_resched()`.
+    ///
+    /// # Safety
+    ///
+    /// Process context, no spinlock held.
     pub(crate) fn rksm_cond_resched();
 
     /// Stores up to `max` mms (opted-in ones, or with `all` every user mm) in `out`, each with
@@ -233,13 +251,11 @@ extern "C" {
     /// xxh64 of an all-zero page.
     pub(crate) fn rksm_zero_page_hash() -> u64;
     /// KSM's `run` value (0 if unreadable).
+    ///
+    /// # Safety
+    ///
+    /// Process context; called between [`rksm_ksm_watch_start`] and [`rksm_ksm_watch_stop`].
     pub(crate) fn rksm_ksm_run() -> c_int;
-    /// Asks rksmd to unmerge everything and waits; 0 or `-ERESTARTSYS`.
-    pub(crate) fn rksm_unmerge_request_wait() -> c_int;
-    /// The newest unserved unmerge request, or 0.
-    pub(crate) fn rksm_unmerge_pending() -> c_int;
-    /// Marks requests up to `ticket` served.
-    pub(crate) fn rksm_unmerge_complete(ticket: c_int);
     /// The page at `addr` of the THP `pmd` maps, as one hit with a reference; 0 or 1.
     ///
     /// # Safety
@@ -272,14 +288,19 @@ extern "C" {
     pub(crate) fn rksm_module_get() -> bool;
     /// `module_put(THIS_MODULE)`.
     pub(crate) fn rksm_module_put();
-    /// Takes the round mutex (rksmd, around one round).
-    pub(crate) fn rksm_round_begin();
-    /// Releases the round mutex.
-    pub(crate) fn rksm_round_end();
     /// Whether both pages belong to one folio.
     pub(crate) fn rksm_same_folio(a: *mut Page, b: *mut Page) -> bool;
-    /// Opens KSM's `run` file for [`rksm_ksm_run`]; process context (module init).
+    /// Opens KSM's `run` file for [`rksm_ksm_run`].
+    ///
+    /// # Safety
+    ///
+    /// Process context that can resolve paths (module init, not a kthread); the file is not
+    /// open already.
     pub(crate) fn rksm_ksm_watch_start();
-    /// Closes it. Nothing may call [`rksm_ksm_run`] any more.
+    /// Closes it.
+    ///
+    /// # Safety
+    ///
+    /// [`rksm_ksm_watch_start`] was called; nothing calls [`rksm_ksm_run`] any more.
     pub(crate) fn rksm_ksm_watch_stop();
 }

@@ -19,21 +19,21 @@
 #include <linux/rmap.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/task.h>
 #include <linux/shmem_fs.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
 #include <linux/sysfs.h>
 #include <linux/userfaultfd_k.h>
-#include <linux/wait.h>
 #include <linux/xxhash.h>
 
 #include "shim.h"
 
 /* ---- sysfs: /sys/kernel/mm/rksm ------------------------------------------ */
 
-/* Implemented in Rust (src/sysfs.rs). */
-ssize_t rksm_attr_show(unsigned int idx, char *buf);
-ssize_t rksm_attr_store(unsigned int idx, const char *buf, size_t len);
+/* Implemented in Rust (src/sysfs.rs). @ctx is what rksm_sysfs_add() was given. */
+ssize_t rksm_attr_show(const void *ctx, unsigned int idx, char *buf);
+ssize_t rksm_attr_store(const void *ctx, unsigned int idx, const char *buf, size_t len);
 
 struct rksm_attr {
 	struct kobj_attribute ka;
@@ -44,16 +44,18 @@ static struct kobject *rksm_kobj;
 static struct rksm_attr *rksm_attrs;
 static struct attribute **rksm_attr_list;
 static struct attribute_group rksm_group;
+static const void *rksm_sysfs_ctx;
 
 static ssize_t shim_show(struct kobject *kobj, struct kobj_attribute *ka, char *buf)
 {
-	return rksm_attr_show(container_of(ka, struct rksm_attr, ka)->idx, buf);
+	return rksm_attr_show(rksm_sysfs_ctx, container_of(ka, struct rksm_attr, ka)->idx, buf);
 }
 
 static ssize_t shim_store(struct kobject *kobj, struct kobj_attribute *ka,
 			  const char *buf, size_t len)
 {
-	return rksm_attr_store(container_of(ka, struct rksm_attr, ka)->idx, buf, len);
+	return rksm_attr_store(rksm_sysfs_ctx, container_of(ka, struct rksm_attr, ka)->idx,
+			       buf, len);
 }
 
 static void rksm_sysfs_free(void)
@@ -67,13 +69,15 @@ static void rksm_sysfs_free(void)
 /*
  * Create /sys/kernel/mm/rksm with @n files. @names[i] must live until
  * rksm_sysfs_remove(); file i is read-write for root if @writable[i], else
- * read-only. Show and store call back into Rust with the index i.
+ * read-only. Show and store call back into Rust with @ctx and the index i.
  */
-int rksm_sysfs_add(const char *const *names, const bool *writable, unsigned int n)
+int rksm_sysfs_add(const char *const *names, const bool *writable, unsigned int n,
+		   const void *ctx)
 {
 	unsigned int i;
 	int err;
 
+	rksm_sysfs_ctx = ctx;
 	rksm_attrs = kcalloc(n, sizeof(*rksm_attrs), GFP_KERNEL);
 	rksm_attr_list = kcalloc(n + 1, sizeof(*rksm_attr_list), GFP_KERNEL);
 	if (!rksm_attrs || !rksm_attr_list) {
@@ -109,26 +113,32 @@ void rksm_sysfs_remove(void)
 	rksm_sysfs_free();
 }
 
-/* ---- the rksmd kthread ----------------------------------------------------- */
+/*
+ * ---- the rksmd kthread -----------------------------------------------------
+ * The kernel crate has no kthread API. rksmd's waits are a Rust CondVar
+ * (src/control.rs); only creation, stop and the freezer calls are here.
+ */
 
-static DECLARE_WAIT_QUEUE_HEAD(rksm_scanner_wq);
-static atomic_t rksm_scanner_kicked = ATOMIC_INIT(0);
-
-/* Start @fn(@data) as kthread "rksmd". Returns 0 and the task, or -errno. */
+/*
+ * Start @fn(@data) as kthread "rksmd". Returns 0 and the task, or -errno.
+ * The task reference taken here lets @fn return before rksm_kthread_stop().
+ */
 int rksm_kthread_run(int (*fn)(void *), void *data, struct task_struct **task)
 {
-	struct task_struct *t = kthread_run(fn, data, "rksmd");
+	struct task_struct *t = kthread_create(fn, data, "rksmd");
 
 	if (IS_ERR(t))
 		return PTR_ERR(t);
+	get_task_struct(t);
+	wake_up_process(t);
 	*task = t;
 	return 0;
 }
 
-/* Stop the kthread and wait for its function to return. */
+/* Stop the kthread, wait for its function to return, and drop our reference. */
 void rksm_kthread_stop(struct task_struct *task)
 {
-	kthread_stop(task);
+	kthread_stop_put(task);
 }
 
 bool rksm_kthread_should_stop(void)
@@ -136,31 +146,19 @@ bool rksm_kthread_should_stop(void)
 	return kthread_should_stop();
 }
 
-/* Called once by the kthread: let the freezer stop it at rksm_scanner_wait(). */
+/* Called once by the kthread: let the freezer stop it (in its CondVar waits). */
 void rksm_kthread_set_freezable(void)
 {
 	set_freezable();
 }
 
 /*
- * Sleep until rksm_scanner_kick(), kthread_stop(), or @msecs elapse
- * (@msecs == UINT_MAX: no timeout). Freezable, so suspend is not blocked.
+ * Freeze here if the freezer asked: it wakes a kthread that sleeps without
+ * TASK_FREEZABLE (a timed CondVar wait) and expects it to call this.
  */
-void rksm_scanner_wait(unsigned int msecs)
+void rksm_try_to_freeze(void)
 {
-	long timeout = msecs == UINT_MAX ? MAX_SCHEDULE_TIMEOUT : msecs_to_jiffies(msecs);
-
-	wait_event_freezable_timeout(rksm_scanner_wq,
-				     kthread_should_stop() ||
-				     atomic_xchg(&rksm_scanner_kicked, 0) ||
-				     rksm_unmerge_pending(),
-				     timeout);
-}
-
-void rksm_scanner_kick(void)
-{
-	atomic_set(&rksm_scanner_kicked, 1);
-	wake_up_interruptible(&rksm_scanner_wq);
+	try_to_freeze();
 }
 
 void rksm_cond_resched(void)
@@ -737,37 +735,6 @@ int rksm_ksm_run(void)
 	return n > 0 ? buf[0] - '0' : 0;
 }
 
-/* ---- run=2: the writer waits until rksmd has unmerged everything ------------------ */
-
-static atomic_t rksm_unmerge_requested = ATOMIC_INIT(0);
-static atomic_t rksm_unmerge_done = ATOMIC_INIT(0);
-static DECLARE_WAIT_QUEUE_HEAD(rksm_unmerge_wq);
-
-/* Ask rksmd to unmerge everything and wait for it. 0, or -ERESTARTSYS on a signal. */
-int rksm_unmerge_request_wait(void)
-{
-	int ticket = atomic_inc_return(&rksm_unmerge_requested);
-
-	rksm_scanner_kick();
-	return wait_event_interruptible(rksm_unmerge_wq,
-					atomic_read(&rksm_unmerge_done) - ticket >= 0);
-}
-
-/* The newest unmerge request rksmd has not served, or 0. */
-int rksm_unmerge_pending(void)
-{
-	int req = atomic_read(&rksm_unmerge_requested);
-
-	return req != atomic_read(&rksm_unmerge_done) ? req : 0;
-}
-
-/* rksmd served every request up to @ticket. */
-void rksm_unmerge_complete(int ticket)
-{
-	atomic_set(&rksm_unmerge_done, ticket);
-	wake_up_all(&rksm_unmerge_wq);
-}
-
 /* ---- stable pages: a private shmem file ------------------------------------- */
 
 /*
@@ -843,19 +810,4 @@ bool rksm_module_get(void)
 void rksm_module_put(void)
 {
 	module_put(THIS_MODULE);
-}
-
-/* ---- a round of scanning, and run=0 waiting for it --------------------------- */
-
-/* Held by rksmd for one round; a write of run=0 waits for it, as with KSM's ksm_thread_mutex. */
-static DEFINE_MUTEX(rksm_round_mutex);
-
-void rksm_round_begin(void)
-{
-	mutex_lock(&rksm_round_mutex);
-}
-
-void rksm_round_end(void)
-{
-	mutex_unlock(&rksm_round_mutex);
 }

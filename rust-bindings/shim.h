@@ -40,14 +40,14 @@ struct page;
 struct task_struct;
 struct vm_area_struct;
 
-int rksm_sysfs_add(const char *const *names, const bool *writable, unsigned int n);
+int rksm_sysfs_add(const char *const *names, const bool *writable, unsigned int n,
+		   const void *ctx);
 void rksm_sysfs_remove(void);
 int rksm_kthread_run(int (*fn)(void *), void *data, struct task_struct **task);
 void rksm_kthread_stop(struct task_struct *task);
 bool rksm_kthread_should_stop(void);
 void rksm_kthread_set_freezable(void);
-void rksm_scanner_wait(unsigned int msecs);
-void rksm_scanner_kick(void);
+void rksm_try_to_freeze(void);
 void rksm_cond_resched(void);
 int rksm_collect_mms(struct mm_struct **out, int max, bool all);
 bool rksm_mm_opted_in_now(struct mm_struct *mm);
@@ -87,9 +87,6 @@ u64 rksm_zero_page_hash(void);
 void rksm_ksm_watch_start(void);
 void rksm_ksm_watch_stop(void);
 int rksm_ksm_run(void);
-int rksm_unmerge_request_wait(void);
-int rksm_unmerge_pending(void);
-void rksm_unmerge_complete(int ticket);
 struct file *rksm_stable_file_create(void);
 void rksm_stable_file_put(struct file *file);
 struct page *rksm_stable_page_alloc(struct file *file, unsigned long index, struct page *src);
@@ -97,7 +94,5 @@ int rksm_page_mapcount(struct page *page);
 bool rksm_stable_page_free(struct file *file, unsigned long index, struct page *page);
 bool rksm_module_get(void);
 void rksm_module_put(void);
-void rksm_round_begin(void);
-void rksm_round_end(void);
 
 #endif /* RKSM_SHIM_H */

@@ -23,6 +23,16 @@ pub(crate) enum Kind {
     Bool,
 }
 
+impl Kind {
+    /// Whether a knob of this kind may hold `value` (what [`parse`] can return for it).
+    pub(crate) fn accepts(self, value: u64) -> bool {
+        match self {
+            Kind::Number { min, max } => (min..=max).contains(&value),
+            Kind::Bool => value <= 1,
+        }
+    }
+}
+
 /// One writable sysfs file.
 #[derive(Debug)]
 pub(crate) struct Knob {
@@ -149,6 +159,13 @@ impl Snapshot {
     }
 }
 
+impl Default for Snapshot {
+    /// The knobs at their load-time defaults.
+    fn default() -> Self {
+        Self::from_values(&KNOBS.map(|k| k.default))
+    }
+}
+
 /// A write that is not a valid value; the knob keeps its old value (`-EINVAL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid;
@@ -256,6 +273,28 @@ mod tests {
         assert_eq!(s.pages_to_scan, 7);
         assert_eq!(s.max_page_sharing, u32::MAX);
         assert!(s.use_zero_pages);
+        assert!(s.smart_scan);
+    }
+
+    #[test]
+    fn accepts_what_parse_returns() {
+        assert!(num(2, 10).accepts(2));
+        assert!(num(2, 10).accepts(10));
+        assert!(!num(2, 10).accepts(1));
+        assert!(!num(2, 10).accepts(11));
+        assert!(Kind::Bool.accepts(1));
+        assert!(!Kind::Bool.accepts(2));
+        for knob in &KNOBS {
+            assert!(knob.kind.accepts(knob.default), "{:?}", knob.name);
+        }
+    }
+
+    #[test]
+    fn default_snapshot_has_the_defaults() {
+        let s = Snapshot::default();
+        assert_eq!(s.pages_to_scan, 100);
+        assert_eq!(s.max_page_sharing, 256);
+        assert!(!s.use_zero_pages);
         assert!(s.smart_scan);
     }
 

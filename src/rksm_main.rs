@@ -6,6 +6,7 @@
 
 use kernel::prelude::*;
 
+mod control;
 mod engine;
 #[path = "../rust-bindings/ffi.rs"]
 mod ffi;
@@ -29,7 +30,7 @@ module! {
 }
 
 /// The loaded module. Fields drop in order: the sysfs files go first, so no
-/// write can kick the scanner while it stops.
+/// write waits for the scanner while it stops. Both share the one [`control::Control`].
 struct Rksm {
     _sysfs: sysfs::Registration,
     _scanner: scanner::Scanner,
@@ -37,8 +38,10 @@ struct Rksm {
 
 impl kernel::Module for Rksm {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let sysfs = sysfs::Registration::new()?;
-        let scanner = scanner::Scanner::start()?;
+        let control = control::Control::new()?;
+        // rksmd first: a write of run=2 waits for it.
+        let scanner = scanner::Scanner::start(control.clone())?;
+        let sysfs = sysfs::Registration::new(control)?;
         pr_info!("loaded\n");
         Ok(Rksm {
             _sysfs: sysfs,

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * /sys/kernel/mm/rksm: names and defaults follow /sys/kernel/mm/ksm, bad
- * input gets -EINVAL and keeps the old value, writes are root-only, and run
- * starts and stops rksmd.
+ * input gets -EINVAL and keeps the old value, writes are root-only, run
+ * starts and stops rksmd, and racing writes of run leave a consistent state.
  */
+#include <sched.h>
 #include <sys/wait.h>
 
 #include "kselftest_harness.h"
@@ -162,6 +163,180 @@ TEST(counters_exist_and_are_read_only)
 		EXPECT_TRUE(err == -EACCES || err == -EIO || err == -EPERM)
 			TH_LOG("%s: write gave %d", counters[i], err);
 	}
+}
+
+/*
+ * Writes of run are serialized as a whole, as KSM's ksm_thread_mutex
+ * serializes them: run=2 returns once everything is unmerged, and a run=1
+ * that races with it takes effect either before that unmerge or after run
+ * reads 2. So once the writers are done, run reads 2 only if nothing is
+ * merged. Two processes hold the same pages, merged before each round of
+ * racing writes.
+ *
+ * Two kinds of rounds alternate:
+ *  - targeted: a run=2 writer in SCHED_IDLE, starved by CPU hogs, and a
+ *    run=1 written while its write is in progress (run no longer reads 1).
+ *    If the run=1 took effect during the run=2 write, rksmd merges again
+ *    while the starved writer has yet to set run=2: run ends at 2 with
+ *    merges in place. Serialized, the run=1 lands after the run=2.
+ *  - free-running: each writer writes its value a few times with random
+ *    pauses, so either may write last.
+ */
+#define RACE_KIDS 2
+#define RACE_PAGES 64
+#define RACE_ROUNDS 16
+#define RACE_HOGS 2
+
+FIXTURE(run_race) {
+	struct rksm_saved saved;
+	struct rksm_kids k;
+	pid_t hog[RACE_HOGS];
+	uint64_t pfn[RACE_KIDS * RACE_PAGES];
+};
+
+FIXTURE_SETUP(run_race)
+{
+	memset(self->hog, 0, sizeof(self->hog));
+	ASSERT_EQ(0, rksm_engine_setup(&self->saved));
+	ASSERT_EQ(0, rksm_write_num("sleep_millisecs", 0));
+	ASSERT_EQ(0, rksm_kids_init(&self->k, RACE_PAGES, MADV_NOHUGEPAGE));
+	rksm_kids_seed_common(&self->k, RACE_KIDS);
+	ASSERT_EQ(0, rksm_kids_start(&self->k, RACE_KIDS));
+}
+
+static void race_hogs_stop(FIXTURE_DATA(run_race) *self)
+{
+	for (int i = 0; i < RACE_HOGS; i++) {
+		if (self->hog[i] <= 0)
+			continue;
+		kill(self->hog[i], SIGKILL);
+		waitpid(self->hog[i], NULL, 0);
+		self->hog[i] = 0;
+	}
+}
+
+FIXTURE_TEARDOWN(run_race)
+{
+	race_hogs_stop(self);
+	rksm_kids_kill_all(&self->k);
+	rksm_engine_teardown(&self->saved);
+}
+
+/* Fork a child that writes @val to run @n times (random pauses if @n > 1). */
+static pid_t race_writer(const char *val, int n, bool idle, unsigned int seed)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid != 0)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (idle) {
+		struct sched_param sp = { 0 };
+
+		if (sched_setscheduler(0, SCHED_IDLE, &sp))
+			_exit(3);
+	}
+	srand(seed);
+	for (int i = 0; i < n; i++) {
+		if (n > 1)
+			usleep(rand() % 3000);
+		if (rksm_write("run", val))
+			_exit(1);
+	}
+	_exit(0);
+}
+
+static bool race_writer_ok(pid_t pid)
+{
+	int status;
+
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	       WEXITSTATUS(status) == 0;
+}
+
+/* If run reads 2, nothing may be merged: not by the counters, not by the PFNs. */
+static bool race_check(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(run_race) *self, int round)
+{
+	struct rksm_counters c;
+
+	if (rksm_get("run") != 2)
+		return false;
+	rksm_counters_read(&c);
+	EXPECT_EQ(0, c.shared) TH_LOG("round %d: run reads 2, pages_shared %llu",
+				      round, c.shared);
+	EXPECT_EQ(0, c.sharing) TH_LOG("round %d: run reads 2, pages_sharing %llu",
+				       round, c.sharing);
+	EXPECT_EQ(0, rksm_kids_pfns(&self->k, RACE_KIDS, self->pfn));
+	EXPECT_EQ(0, rksm_count_shared_pfns(self->pfn, RACE_KIDS * RACE_PAGES))
+		TH_LOG("round %d: run reads 2, but pages share PFNs", round);
+	return true;
+}
+
+TEST_F_TIMEOUT(run_race, racing_run_writes_end_consistent, 600)
+{
+	struct rksm_counters c;
+	int ended_at_2 = 0;
+
+	for (int round = 0; round < RACE_ROUNDS && __test_passed(_metadata); round++) {
+		pid_t one, two, reaped;
+		int status;
+
+		/* Merged before every round, so run=2 has something to undo. */
+		ASSERT_EQ(0, rksm_write("run", "1"));
+		/* With sleep_millisecs 0 passes fly by: poll the counts, not the scans. */
+		ASSERT_EQ(0, rksm_poll_counts(RACE_PAGES, RACE_PAGES, 60, &c))
+			TH_LOG("round %d: shared %llu sharing %llu", round, c.shared, c.sharing);
+
+		if (round % 2 == 0) {
+			double end;
+
+			for (int i = 0; i < RACE_HOGS; i++) {
+				self->hog[i] = fork();
+				ASSERT_LE(0, self->hog[i]);
+				if (self->hog[i] == 0) {
+					prctl(PR_SET_PDEATHSIG, SIGKILL);
+					for (;;)
+						;
+				}
+			}
+			two = race_writer("2", 1, true, 0);
+			ASSERT_LT(0, two);
+			/* run=2's write has begun once run no longer reads 1. */
+			end = rksm_now() + 60;
+			while (rksm_get("run") == 1 && rksm_now() < end)
+				;
+			ASSERT_EQ(0, rksm_write("run", "1"));
+			/* Spin until the run=2 writer is done, so it stays starved. */
+			while ((reaped = waitpid(two, &status, WNOHANG)) == 0 && rksm_now() < end)
+				;
+			race_hogs_stop(self);
+			if (reaped == 0)
+				reaped = waitpid(two, &status, 0);
+			ASSERT_EQ(two, reaped);
+			ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+				TH_LOG("round %d: the run=2 writer failed (status %#x)", round, status);
+		} else {
+			one = race_writer("1", 4, false, 2 * round + 1);
+			two = race_writer("2", 4, false, 2 * round + 2);
+			ASSERT_TRUE(race_writer_ok(one));
+			ASSERT_TRUE(race_writer_ok(two));
+		}
+		ended_at_2 += race_check(_metadata, self, round);
+	}
+	TH_LOG("%d of %d rounds ended with run 2", ended_at_2, RACE_ROUNDS);
+
+	/* A last run=2 on its own unmerges everything. */
+	ASSERT_EQ(0, rksm_write("run", "2"));
+	ASSERT_EQ(2, rksm_get("run"));
+	rksm_counters_read(&c);
+	EXPECT_EQ(0, c.shared);
+	EXPECT_EQ(0, c.sharing);
+	ASSERT_EQ(0, rksm_kids_pfns(&self->k, RACE_KIDS, self->pfn));
+	EXPECT_EQ(0, rksm_count_shared_pfns(self->pfn, RACE_KIDS * RACE_PAGES));
 }
 
 TEST_HARNESS_MAIN

@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The knobs of `/sys/kernel/mm/rksm` and the `run` state machine.
+//!
+//! [`Control`] owns every knob value under one mutex. `sysfs` only parses and presents; `rksmd`
+//! (`scanner`) asks it what to do next and takes a [`Snapshot`] of the knobs for each round.
+//! Nothing here calls back into either of them.
+//!
+//! A write of `run` is serialized as a whole, as KSM's `ksm_thread_mutex` serializes it: `run=0`
+//! returns once the round in progress is over, and `run=2` once `rksmd` has undone every merge.
+//! So `run` reads 2 only if everything was unmerged after the last `run=1` took effect.
+//!
+//! # Lock order
+//!
+//! 1. `run_write`: held across one whole write of `run`, including the wait for `rksmd`.
+//!    Taken by sysfs writes only, never by `rksmd`. KSM's `run` file is read under it.
+//! 2. `round`: held by `rksmd` across one scan round or one unmerge of everything; a write of
+//!    `run=0` takes it to wait for the round in progress. The engine's locks nest inside it, in
+//!    the order of `src/mm.rs`: mmap lock (read) -> stable folio lock -> candidate folio lock ->
+//!    PTL. mmap locks are taken only inside a round.
+//! 3. `state`: innermost, held for a few loads and stores only. Never held across a round, a
+//!    wait for `rksmd`, an mmap lock or a read of KSM's `run`; the [`CondVar`] waits release it.
+//!
+//! sysfs reads take `state` alone, so they never wait for a round.
+
+use kernel::prelude::*;
+use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, CondVarTimeoutResult, Mutex, MutexGuard};
+use kernel::time::{msecs_to_jiffies, Jiffies};
+
+use crate::ffi;
+use crate::knobs::{KnobId, Snapshot, KNOBS, RUN_MERGE, RUN_STOP, RUN_UNMERGE};
+
+const KNOB_COUNT: usize = KNOBS.len();
+
+/// Everything the `state` mutex protects.
+///
+/// # Invariants
+///
+/// - `values[i]` is a value `knobs::parse` accepts for `KNOBS[i]`.
+/// - `unmerge_served <= unmerge_asked`.
+/// - `run` (in `values`) is 2 only if `rksmd` served an unmerge request made after `run` was
+///   last 1, and `run` has not been 1 since.
+struct State {
+    /// Knob values, indexed by [`KnobId`].
+    values: [u64; KNOB_COUNT],
+    /// A knob changed since `rksmd` last looked: it starts a round now, not after its sleep.
+    kicked: bool,
+    /// Unmerge requests made (one per `run=2` write) ...
+    unmerge_asked: u64,
+    /// ... and the newest one `rksmd` has served.
+    unmerge_served: u64,
+    /// The module is unloading: `rksmd` returns.
+    stopping: bool,
+}
+
+impl State {
+    fn get(&self, id: KnobId) -> u64 {
+        // `values` has one entry per `KnobId`: the lookup cannot fail, and never panics.
+        self.values.get(id as usize).copied().unwrap_or(0)
+    }
+
+    fn set_run(&mut self, value: u64) {
+        if let Some(run) = self.values.get_mut(KnobId::Run as usize) {
+            *run = value;
+        }
+    }
+
+    fn unmerge_pending(&self) -> bool {
+        self.unmerge_asked != self.unmerge_served
+    }
+}
+
+/// KSM's `run` file, open for [`KsmWatch::running`].
+///
+/// # Invariants
+///
+/// `rksm_ksm_watch_start` was called and `rksm_ksm_watch_stop` was not called since: only one
+/// `KsmWatch` exists at a time (the one in the module's [`Control`]).
+struct KsmWatch(());
+
+impl KsmWatch {
+    /// Opens KSM's `run` file. Called once per module load, from module init.
+    fn new() -> Self {
+        // SAFETY: Module init runs in process context, where KSM's sysfs file can be opened by
+        // path (a kthread cannot). Only one `Control` is created per load, so the file is not
+        // open already.
+        unsafe { ffi::rksm_ksm_watch_start() };
+        // INVARIANT: Just opened.
+        Self(())
+    }
+
+    /// Whether KSM's `run` is 1.
+    fn running(&self) -> bool {
+        // SAFETY: The file is open (type invariant) until `drop`, which cannot run while `&self`
+        // is borrowed. Callers are in process context (a sysfs write or `rksmd`).
+        unsafe { ffi::rksm_ksm_run() == 1 }
+    }
+}
+
+impl Drop for KsmWatch {
+    fn drop(&mut self) {
+        // SAFETY: Open by the type invariant; nothing can call `running` any more.
+        unsafe { ffi::rksm_ksm_watch_stop() };
+    }
+}
+
+/// What `rksmd` does next; see [`Control::next_work`].
+pub(crate) enum Work {
+    /// Unmerge everything through [`Control::serve_unmerge`] with this ticket.
+    Unmerge(u64),
+    /// Run a scan round, if [`Control::begin_round`] still agrees.
+    Scan,
+    /// Return from the thread.
+    Stop,
+}
+
+/// A scan round in progress: `rksmd` holds the round lock until this is dropped.
+///
+/// # Invariants
+///
+/// `_round` guards `Control::round`; `snapshot` was taken after it was locked, while `run` was
+/// 1 and no unmerge was pending.
+pub(crate) struct Round<'a> {
+    _round: MutexGuard<'a, ()>,
+    snapshot: Snapshot,
+}
+
+impl Round<'_> {
+    /// The knob values of this round.
+    pub(crate) fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+/// The knob values and the `run` state machine, shared by `sysfs` and `rksmd`.
+///
+/// # Invariants
+///
+/// Only one `Control` exists at a time (module init creates it once), so `ksm` is the only
+/// [`KsmWatch`]. `run` changes only under `run_write`, except that `rksmd` may set it from 1
+/// to 0 ([`Control::step_aside`]).
+#[pin_data]
+pub(crate) struct Control {
+    /// Serializes writes of `run` (see the lock order above).
+    #[pin]
+    run_write: Mutex<()>,
+    /// Held by `rksmd` across a round or an unmerge of everything.
+    #[pin]
+    round: Mutex<()>,
+    #[pin]
+    state: Mutex<State>,
+    /// `rksmd` waits here: kicks, unmerge requests, module unload.
+    #[pin]
+    wake: CondVar,
+    /// `run=2` writers wait here for `rksmd` to serve their request.
+    #[pin]
+    unmerged: CondVar,
+    ksm: KsmWatch,
+}
+
+impl Control {
+    /// Every knob at its default. Called once per module load, from module init.
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                run_write <- new_mutex!((), "rksm_run_write"),
+                round <- new_mutex!((), "rksm_round"),
+                state <- new_mutex!(
+                    State {
+                        values: KNOBS.map(|k| k.default),
+                        kicked: false,
+                        unmerge_asked: 0,
+                        unmerge_served: 0,
+                        stopping: false,
+                    },
+                    "rksm_state"
+                ),
+                wake <- new_condvar!("rksm_wake"),
+                unmerged <- new_condvar!("rksm_unmerged"),
+                ksm: KsmWatch::new(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The value of knob `idx` (a [`KnobId`]), or `None` past the last knob.
+    pub(crate) fn knob(&self, idx: usize) -> Option<u64> {
+        self.state.lock().values.get(idx).copied()
+    }
+
+    /// Sets knob `idx` (a [`KnobId`]) to `value`, as `knobs::parse` read it; a value out of
+    /// the knob's range is `EINVAL` and changes nothing.
+    pub(crate) fn store(&self, idx: usize, value: u64) -> Result {
+        if !KNOBS.get(idx).is_some_and(|k| k.kind.accepts(value)) {
+            return Err(EINVAL);
+        }
+        if idx == KnobId::Run as usize {
+            return self.set_run(value);
+        }
+        let mut state = self.state.lock();
+        let knob = state.values.get_mut(idx).ok_or(EINVAL)?;
+        // INVARIANT: `value` is in the knob's range, checked above.
+        *knob = value;
+        // Let a sleeping rksmd pick up a new pace at once.
+        state.kicked = true;
+        drop(state);
+        self.wake.notify_all();
+        Ok(())
+    }
+
+    /// Whether KSM's `run` is 1. Process context, no lock of ours held.
+    pub(crate) fn ksm_running(&self) -> bool {
+        self.ksm.running()
+    }
+
+    /// Applies a write of `run`, whole: no other write of `run` interleaves.
+    fn set_run(&self, value: u64) -> Result {
+        let _writer = self.run_write.lock();
+        match value {
+            RUN_MERGE => {
+                // Two engines merging the same pages would undo each other's work.
+                if self.ksm.running() {
+                    pr_warn!("KSM is running (/sys/kernel/mm/ksm/run is 1): stop it first\n");
+                    return Err(EBUSY);
+                }
+                let mut state = self.state.lock();
+                state.set_run(RUN_MERGE);
+                state.kicked = true;
+                drop(state);
+                self.wake.notify_all();
+            }
+            RUN_STOP => {
+                self.state.lock().set_run(RUN_STOP);
+                // As with KSM, the write returns once the round in progress is over.
+                drop(self.round.lock());
+            }
+            RUN_UNMERGE => {
+                // Stop merging first, then wait until rksmd has undone every merge, as a write
+                // of 2 to KSM's run returns only when everything is unmerged.
+                let mut state = self.state.lock();
+                // 2^64 writes of run=2 cannot happen; should they, the write fails, no panic.
+                let ticket = state.unmerge_asked.checked_add(1).ok_or(EOVERFLOW)?;
+                state.set_run(RUN_STOP);
+                state.unmerge_asked = ticket;
+                self.wake.notify_all();
+                while state.unmerge_served < ticket {
+                    if state.stopping {
+                        return Err(ENODEV);
+                    }
+                    if self.unmerged.wait_interruptible(&mut state) {
+                        // run stays 0, as KSM leaves it when its unmerge fails. rksmd still
+                        // serves the request; a later run=2 asks again.
+                        return Err(ERESTARTSYS);
+                    }
+                }
+                state.set_run(RUN_UNMERGE);
+            }
+            _ => return Err(EINVAL),
+        }
+        Ok(())
+    }
+
+    /// `rksmd` waits here until it has something to do.
+    ///
+    /// `paced`: a round just ended, so the next one waits `sleep_millisecs` unless a knob
+    /// changes first. While `run` is not 1, `rksmd` sleeps with no timeout, where the freezer
+    /// can freeze it. `should_stop` is `kthread_should_stop`: `kthread_stop` wakes the task, and
+    /// every wait here re-checks it.
+    pub(crate) fn next_work(&self, paced: bool, should_stop: impl Fn() -> bool) -> Work {
+        let mut state = self.state.lock();
+        // The rest of the sleep between two rounds, once it has started.
+        let mut left: Option<Jiffies> = None;
+        loop {
+            if state.stopping || should_stop() {
+                return Work::Stop;
+            }
+            if state.unmerge_pending() {
+                return Work::Unmerge(state.unmerge_asked);
+            }
+            let kicked = core::mem::take(&mut state.kicked);
+            if state.get(KnobId::Run) != RUN_MERGE {
+                // Woken by a knob write, an unmerge request or the unload; the loop looks again.
+                let _ = self.wake.wait_interruptible_freezable(&mut state);
+                left = None;
+                continue;
+            }
+            if kicked || !paced {
+                return Work::Scan;
+            }
+            let jiffies = *left.get_or_insert_with(|| {
+                let msecs = u32::try_from(state.get(KnobId::SleepMillisecs)).unwrap_or(u32::MAX);
+                msecs_to_jiffies(msecs)
+            });
+            if jiffies == 0 {
+                return Work::Scan;
+            }
+            left = Some(
+                match self.wake.wait_interruptible_timeout(&mut state, jiffies) {
+                    CondVarTimeoutResult::Timeout => 0,
+                    CondVarTimeoutResult::Woken { jiffies }
+                    | CondVarTimeoutResult::Signal { jiffies } => jiffies,
+                },
+            );
+            // The freezer wakes a kthread that sleeps without TASK_FREEZABLE and expects it to
+            // freeze itself; that must happen with no lock held.
+            drop(state);
+            // SAFETY: Process context (rksmd), no lock held.
+            unsafe { ffi::rksm_try_to_freeze() };
+            state = self.state.lock();
+        }
+    }
+
+    /// Starts a scan round: takes the round lock and the knobs of the round, unless `run` is no
+    /// longer 1 or an unmerge came in meanwhile (then `None`).
+    pub(crate) fn begin_round(&self) -> Option<Round<'_>> {
+        let round = self.round.lock();
+        let state = self.state.lock();
+        if state.get(KnobId::Run) != RUN_MERGE || state.unmerge_pending() {
+            return None;
+        }
+        let snapshot = Snapshot::from_values(&state.values);
+        drop(state);
+        // INVARIANT: `round` is locked, and `run` was 1 with no unmerge pending just now.
+        Some(Round {
+            _round: round,
+            snapshot,
+        })
+    }
+
+    /// Runs `unmerge_all` under the round lock, then tells the `run=2` writers that every
+    /// request up to `ticket` (from [`Work::Unmerge`]) is served.
+    pub(crate) fn serve_unmerge(&self, ticket: u64, unmerge_all: impl FnOnce()) {
+        let round = self.round.lock();
+        unmerge_all();
+        let mut state = self.state.lock();
+        // INVARIANT: `ticket` came from `unmerge_asked`, which never decreases.
+        state.unmerge_served = state.unmerge_served.max(ticket);
+        drop(state);
+        drop(round);
+        self.unmerged.notify_all();
+    }
+
+    /// Sets `run` to 0 if it is 1, because KSM started; returns whether it was 1.
+    pub(crate) fn step_aside(&self) -> bool {
+        let mut state = self.state.lock();
+        if state.get(KnobId::Run) != RUN_MERGE {
+            return false;
+        }
+        state.set_run(RUN_STOP);
+        true
+    }
+
+    /// Tells `rksmd` to return (module unload), and wakes everyone who waits for it.
+    pub(crate) fn stop(&self) {
+        self.state.lock().stopping = true;
+        self.wake.notify_all();
+        self.unmerged.notify_all();
+    }
+}
