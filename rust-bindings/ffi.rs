@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Declarations of the C shim in `rust-bindings/shim.c`.
+//! Declarations of the C glue in `rust-bindings/*.c` (one file per concern; see `shim.h`).
 //!
 //! Only `src/` wrappers call these; each wrapper states why its call is sound.
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Constants and structs shared by shim.c and rust-bindings/ffi.rs (keep both in sync). */
+/* Constants, structs and functions shared by the C glue here and ffi.rs (keep both in sync). */
 #ifndef RKSM_SHIM_H
 #define RKSM_SHIM_H
 
@@ -33,7 +33,7 @@ struct rksm_hit {
 #define RKSM_MERGE_CONTENDED	4 /* folio lock held by someone else */
 #define RKSM_MERGE_LARGE	5 /* the page is part of a large folio that could not be split */
 
-/* Every function shim.c exports to the Rust side (declared again in ffi.rs). */
+/* Every function the C files here export to the Rust side (declared again in ffi.rs). */
 struct file;
 struct mm_struct;
 struct page;
@@ -94,5 +94,8 @@ int rksm_page_mapcount(struct page *page);
 bool rksm_stable_page_free(struct file *file, unsigned long index, struct page *page);
 bool rksm_module_get(void);
 void rksm_module_put(void);
+
+/* C-only: shared between the C files, not called from Rust. */
+pte_t *rksm_pte_lock(struct mm_struct *mm, unsigned long addr, spinlock_t **ptl);
 
 #endif /* RKSM_SHIM_H */

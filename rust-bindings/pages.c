@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rksm C glue: Page contents (the keyed hash, compares) and folio references.
+ * Only what Rust cannot reach (static inlines, macros, the PTE critical
+ * section). Declarations for Rust: shim.h and ffi.rs.
+ */
+#include <linux/mm.h>
+#include <linux/highmem.h>
+#include <linux/random.h>
+#include <linux/swap.h>
+#include <linux/xxhash.h>
+
+#include "shim.h"
+
+/* ---- pages ---------------------------------------------------------------------- */
+
+/*
+ * The seed of every page hash: a secret drawn once at load and never shown,
+ * so a tenant cannot craft distinct pages with one hash to flood a bucket
+ * (xxh64 with a known seed is easy to invert).
+ */
+static u64 rksm_hash_key __ro_after_init;
+
+void rksm_hash_key_init(void)
+{
+	rksm_hash_key = get_random_u64();
+}
+
+u64 rksm_page_hash(struct page *page)
+{
+	void *p = kmap_local_page(page);
+	u64 h = xxh64(p, PAGE_SIZE, rksm_hash_key);
+
+	kunmap_local(p);
+	return h;
+}
+
+bool rksm_page_is_zero(struct page *page)
+{
+	void *p = kmap_local_page(page);
+	bool zero = !memchr_inv(p, 0, PAGE_SIZE);
+
+	kunmap_local(p);
+	return zero;
+}
+
+bool rksm_pages_equal(struct page *a, struct page *b)
+{
+	void *pa = kmap_local_page(a);
+	void *pb = kmap_local_page(b);
+	bool eq = !memcmp(pa, pb, PAGE_SIZE);
+
+	kunmap_local(pb);
+	kunmap_local(pa);
+	return eq;
+}
+
+int rksm_pages_cmp(struct page *a, struct page *b)
+{
+	void *pa = kmap_local_page(a);
+	void *pb = kmap_local_page(b);
+	int c = memcmp(pa, pb, PAGE_SIZE);
+
+	kunmap_local(pb);
+	kunmap_local(pa);
+	return c;
+}
+
+bool rksm_same_folio(struct page *a, struct page *b)
+{
+	return page_folio(a) == page_folio(b);
+}
+
+/*
+ * The folio a page belongs to. While the caller holds a reference, the page
+ * cannot be split from under it (a split needs no other pins), so this stays
+ * the folio that reference is on.
+ */
+struct folio *rksm_page_folio(struct page *page)
+{
+	return page_folio(page);
+}
+
+/* Drop a reference a shim call took, on the folio it was taken on. */
+void rksm_folio_put(struct folio *folio)
+{
+	folio_put(folio);
+}
+
+void rksm_lru_add_drain_all(void)
+{
+	lru_add_drain_all();
+}
+
+u64 rksm_zero_page_hash(void)
+{
+	return rksm_page_hash(ZERO_PAGE(0));
+}
