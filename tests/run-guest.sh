@@ -8,8 +8,10 @@ block() { # name, command...
 	name=$1
 	shift
 	echo "# rksm-test-begin: $name"
+	t0=$(date +%s)
 	"$@"
-	echo "# rksm-test-end: $name rc=$?"
+	rc=$?
+	echo "# rksm-test-end: $name rc=$rc secs=$(($(date +%s) - t0))"
 }
 [ -x sysfs_test ] && block sysfs_test ./sysfs_test
 for t in *_test; do
