@@ -392,8 +392,10 @@ static inline int rksm_wait_counts(unsigned long long shared,
 /*
  * For scans that take many seconds each: wait until pages_sharing reaches
  * @sharing, printing the counters as TAP diagnostics every @every seconds.
- * Gives up (-ETIMEDOUT) after @timeout seconds, after @max_scans full scans,
- * or when neither pages_scanned nor full_scans moved for @stall seconds.
+ * Gives up (-ETIMEDOUT, saying why) after @timeout seconds, after
+ * @max_scans full scans, when pages_sharing is above 0 but has not changed
+ * for 2 full scans (stuck short of the goal), or when neither pages_scanned
+ * nor full_scans moved for @stall seconds (the scanner is not running).
  * Returns 0 or -ETIMEDOUT; *@c holds the last reading.
  */
 static inline int rksm_wait_sharing(const char *what, unsigned long long sharing,
@@ -404,6 +406,8 @@ static inline int rksm_wait_sharing(const char *what, unsigned long long sharing
 	double t0 = rksm_now(), moved = t0, shown = t0;
 	unsigned long long f0 = rksm_get("full_scans");
 	unsigned long long last_f = f0, last_s = rksm_get("pages_scanned");
+	unsigned long long last_sharing = ~0ULL, changed_f = f0;
+	const char *why = NULL;
 
 	for (;;) {
 		double now;
@@ -417,15 +421,27 @@ static inline int rksm_wait_sharing(const char *what, unsigned long long sharing
 			last_s = c->scanned;
 			moved = now;
 		}
-		if (now - shown >= every) {
+		if (c->sharing != last_sharing) {
+			last_sharing = c->sharing;
+			changed_f = c->full_scans;
+		}
+		if (c->sharing && c->full_scans >= changed_f + 2)
+			why = "pages_sharing stuck for 2 full scans";
+		else if (now - t0 > timeout)
+			why = "timeout";
+		else if (now - moved > stall)
+			why = "the scanner stalled";
+		else if (c->full_scans > f0 + max_scans)
+			why = "too many full scans";
+		if (why || now - shown >= every) {
 			shown = now;
-			printf("# %s: %5.1fs full_scans +%llu pages_scanned %llu shared %llu sharing %llu (want %llu)\n",
+			printf("# %s: %5.1fs full_scans +%llu pages_scanned %llu shared %llu sharing %llu (want %llu)%s%s\n",
 			       what, now - t0, c->full_scans - f0, c->scanned,
-			       c->shared, c->sharing, sharing);
+			       c->shared, c->sharing, sharing, why ? ": gave up, " : "",
+			       why ? why : "");
 			fflush(stdout);
 		}
-		if (now - t0 > timeout || now - moved > stall ||
-		    c->full_scans > f0 + max_scans)
+		if (why)
 			return -ETIMEDOUT;
 		rksm_msleep(50);
 	}
