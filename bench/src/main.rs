@@ -6,7 +6,7 @@
 //! Usage: rksm-bench [--section classic,scale] [--workload W1,W2,...] [--speed full,default]
 //!                   [--engine rksm,ksm] [--procs K] [--mib M] [--dup D] [--churn C]
 //!                   [--files F1:F2:...] [--timeout S] [--smoke]
-//!                   [--sizes N1,N2,...] [--scale-timeout S] [--window A:B] [--budget S]
+//!                   [--sizes [DIM:]N,...] [--scale-timeout S] [--window A:B] [--budget S]
 //!                   [--smart-scan 0|1]
 //!        rksm-bench worker ...   (internal: one workload process)
 //!
@@ -14,7 +14,8 @@
 //!   classic   dup, zeros, churn, sparse, vm-image: pages saved over time, at full and default
 //!             speed (--speed, --procs, --mib, --dup, --churn, --timeout apply).
 //!   scale     qemu, vmas, procs, size, crafted, memory: cost against size, at full speed
-//!             (see scale.rs). --sizes replaces the sweep of every selected scale workload;
+//!             (see scale.rs). --sizes replaces the sweep of every selected scale workload
+//!             (N) or of one (DIM:N, e.g. --sizes vmas:1024,procs:16);
 //!             --scale-timeout bounds each run, --budget the whole section (later points are
 //!             skipped once it is spent); --window A:B measures CPU per scanned page between
 //!             full scans A and B; --smart-scan sets smart_scan for the section (default 0).
@@ -150,15 +151,23 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 }
             }
             "--sizes" => {
-                o.scale_opts.sizes = Some(
-                    val()?
-                        .split(',')
-                        .map(|v| v.parse().map_err(|e| format!("--sizes: {e}")))
-                        .collect::<Result<_, _>>()?,
-                )
+                // N applies to every selected scale workload, DIM:N to that one only.
+                let mut sizes = Vec::new();
+                for v in val()?.split(',') {
+                    let (dim, n) = match v.split_once(':') {
+                        Some((d, n)) => (Some(d.to_string()), n),
+                        None => (None, v),
+                    };
+                    if dim.as_deref().is_some_and(|d| !scale::DIMENSIONS.contains(&d)) {
+                        return Err(format!("--sizes: unknown workload in {v}"));
+                    }
+                    sizes.push((dim, n.parse().map_err(|e| format!("--sizes {v}: {e}"))?));
+                }
+                o.scale_opts.sizes = Some(sizes);
             }
             "--scale-timeout" => {
-                o.scale_opts.timeout = val()?.parse().map_err(|e| format!("--scale-timeout: {e}"))?
+                o.scale_opts.timeout =
+                    Some(val()?.parse().map_err(|e| format!("--scale-timeout: {e}"))?)
             }
             "--budget" => o.scale_opts.budget = val()?.parse().map_err(|e| format!("--budget: {e}"))?,
             "--smart-scan" => {
@@ -172,7 +181,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 if b <= a || a < 0 {
                     return Err("--window needs 0 <= A < B".into());
                 }
-                o.scale_opts.window = (a, b);
+                o.scale_opts.window = Some((a, b));
             }
             "--speed" => {
                 o.speeds = val()?
