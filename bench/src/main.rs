@@ -472,11 +472,12 @@ struct Workers {
 }
 
 impl Workers {
-    /// Starts `procs` workers of `kind` with `args`, one after the other, each once the one
-    /// before it is ready.
+    /// Starts `procs` workers of `kind` with `args`, all at once (the guest has two CPUs to
+    /// fill their memory with), and waits until each is ready.
     fn spawn(kind: &str, procs: usize, args: &[String]) -> Result<Self, String> {
         let exe = env::current_exe().map_err(|e| e.to_string())?;
         let mut w = Workers { children: Vec::new(), info: Vec::new() };
+        let mut outs = Vec::new();
         for i in 0..procs {
             let mut c = Command::new(&exe)
                 .args(["worker", "--kind", kind, "--index", &i.to_string()])
@@ -485,8 +486,10 @@ impl Workers {
                 .stdout(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("worker {i} of {kind}: {e}"))?;
-            let out = c.stdout.take().ok_or("no worker stdout")?;
+            outs.push(c.stdout.take().ok_or("no worker stdout")?);
             w.children.push(c);
+        }
+        for (i, out) in outs.into_iter().enumerate() {
             let mut line = String::new();
             BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
             let Some(info) = line.trim().strip_prefix("ready") else {

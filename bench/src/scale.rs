@@ -73,7 +73,7 @@ fn limits(dimension: &str) -> ((i64, i64), f64) {
         "qemu" => ((2, 3), 240.0),
         "size" => ((2, 3), 360.0),
         "memory" => ((2, 3), 300.0),
-        "vmas" => ((2, 5), 45.0),
+        "vmas" => ((2, 5), 30.0),
         "crafted" => ((2, 5), 60.0),
         _ => ((2, 5), 120.0),
     }
@@ -248,7 +248,9 @@ fn points(dimension: &'static str, sizes: &[u64]) -> Vec<Point> {
             }
             "crafted" => {
                 let pages = size as usize;
-                for (workload, kind) in [("crafted", "crafted"), ("crafted-random", "crafted-random")] {
+                for (workload, kind) in
+                    [("crafted", "crafted"), ("crafted-random", "crafted-random")]
+                {
                     out.push(Point {
                         workload,
                         unit: "pages per process",
@@ -877,7 +879,8 @@ pub fn report(runs: &[ScaleRun]) -> String {
             );
         }
         if dim == "crafted" {
-            let _ = writeln!(out, "crafted/random CPU per scanned page (1: no effect of the attack)");
+            let _ =
+                writeln!(out, "crafted/random CPU per scanned page (1: no effect of the attack)");
             let _ = writeln!(out, "{:<15} {:>7} {:>10} {:>10}", "", "size", "rksm", "ksm");
             let mut sizes: Vec<u64> = of_dim.iter().map(|r| r.size).collect();
             sizes.dedup();
@@ -887,13 +890,22 @@ pub fn report(runs: &[ScaleRun]) -> String {
                     "{:<15} {:>7} {:>10} {:>10}",
                     "",
                     size,
-                    ratio(find(runs, "crafted", size, Engine::Rksm), find(runs, "crafted-random", size, Engine::Rksm)),
-                    ratio(find(runs, "crafted", size, Engine::Ksm), find(runs, "crafted-random", size, Engine::Ksm)),
+                    ratio(
+                        find(runs, "crafted", size, Engine::Rksm),
+                        find(runs, "crafted-random", size, Engine::Rksm)
+                    ),
+                    ratio(
+                        find(runs, "crafted", size, Engine::Ksm),
+                        find(runs, "crafted-random", size, Engine::Ksm)
+                    ),
                 );
             }
         }
         if dim == "memory" {
-            let _ = writeln!(out, "memory per tracked page (MemFree drop after >= 3 full scans / pages)");
+            let _ = writeln!(
+                out,
+                "memory per tracked page (MemFree drop after >= 3 full scans / pages)"
+            );
             let _ = writeln!(
                 out,
                 "{:<6} {:>8} {:>14} {:>11} {:>14} {:>9}",
@@ -946,12 +958,8 @@ pub fn json(runs: &[ScaleRun]) -> String {
     for (i, r) in runs.iter().enumerate() {
         // At most ~300 points of the series.
         let step = r.series.len().div_ceil(300).max(1);
-        let series: Vec<String> = r
-            .series
-            .iter()
-            .step_by(step)
-            .map(|(t, s, c)| format!("[{t:.3},{s},{c:.2}]"))
-            .collect();
+        let series: Vec<String> =
+            r.series.iter().step_by(step).map(|(t, s, c)| format!("[{t:.3},{s},{c:.2}]")).collect();
         let _ = write!(
             out,
             "    {{\"dimension\": {}, \"workload\": {}, \"size\": {}, \"unit\": {}, \"engine\": \"{}\", \

@@ -34,12 +34,7 @@ fn merge_round(h: u64, v: u64) -> u64 {
 
 /// The accumulators' initial state for `seed`.
 fn init(seed: u64) -> [u64; 4] {
-    [
-        seed.wrapping_add(P1).wrapping_add(P2),
-        seed.wrapping_add(P2),
-        seed,
-        seed.wrapping_sub(P1),
-    ]
+    [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)]
 }
 
 /// Runs whole stripes of `data` (its length a multiple of 32) through the accumulators.
