@@ -35,6 +35,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
+use std::io::{Read, Write};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -229,7 +230,10 @@ fn points(dimension: &'static str, sizes: &[u64]) -> Vec<Point> {
                 let shared = (PROCS_PAGES as f64 * PROCS_SHARED) as i64;
                 out.push(Point {
                     unit: "processes",
-                    procs,
+                    kind: "procs",
+                    // One process forks the others (see `forker`).
+                    procs: 1,
+                    vmas: procs,
                     pages: PROCS_PAGES,
                     dup: PROCS_SHARED,
                     expected: Some(shared * saved_per_content(procs)),
@@ -285,6 +289,9 @@ pub fn run(o: &Opts) -> Result<Vec<ScaleRun>, String> {
     let so = &o.scale_opts;
     let start = Instant::now();
     let mut runs = Vec::new();
+    if o.scale.is_empty() {
+        return Ok(runs);
+    }
     for dim in DIMENSIONS.iter().filter(|d| o.scale.iter().any(|s| s == *d)) {
         let sizes = match &so.sizes {
             Some(list) => list
@@ -495,7 +502,7 @@ fn measure(o: &Opts, p: &Point, engine: Engine) -> Result<ScaleRun, String> {
         size: p.size,
         unit: p.unit,
         engine,
-        procs: p.procs,
+        procs: if p.kind == "procs" { p.vmas } else { p.procs },
         pages_per_process: p.pages,
         error: None,
         info: info.join("; "),
@@ -610,6 +617,7 @@ pub fn worker(
 ) -> Result<Option<String>, String> {
     let shared = (pages as f64 * dup) as usize;
     match kind {
+        "procs" => forker(vmas, pages, shared),
         "vmas" => {
             let vmas = vmas.max(1);
             let chunk = (pages / vmas).max(1);
@@ -670,6 +678,85 @@ pub fn worker(
         "qemu" => qemu_worker(index, pages).map(Some),
         _ => Ok(None),
     }
+}
+
+/// The procs workload: `count` processes forked from this one (a fork is much cheaper than an
+/// exec under TCG), each with `pages` pages, the first `shared` the same in all. Ready once they
+/// all are; they exit when this process's stdin closes.
+fn forker(count: usize, pages: usize, shared: usize) -> Result<Option<String>, String> {
+    let pipe = || -> Result<[i32; 2], String> {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        sys(unsafe { libc::pipe(fds.as_mut_ptr()) }, "pipe")?;
+        Ok(fds)
+    };
+    let [ready_r, ready_w] = pipe()?;
+    let [quit_r, quit_w] = pipe()?;
+    let mut pids = Vec::new();
+    for i in 0..count {
+        // SAFETY: this process is single-threaded; the child only maps, writes and exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            // SAFETY (whole block): the child's own descriptors and fresh mappings; it leaves
+            // with _exit, running nothing of the parent's.
+            unsafe {
+                libc::close(ready_r);
+                libc::close(quit_w);
+                let ok = Region::new(pages * PAGE, false).and_then(|mut r| {
+                    for j in 0..pages {
+                        fill_page(r.page(j), seed(j, shared, i as u64));
+                    }
+                    r.opt_in()
+                });
+                if ok.is_ok() {
+                    libc::write(ready_w, b"r".as_ptr().cast(), 1);
+                }
+                libc::close(ready_w);
+                // Until the parent closes its end.
+                let mut b = 0u8;
+                libc::read(quit_r, (&mut b as *mut u8).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        pids.push(pid);
+    }
+    // SAFETY: closing our copies of the children's ends.
+    unsafe {
+        libc::close(ready_w);
+        libc::close(quit_r);
+    }
+    let mut ready = 0;
+    let mut b = [0u8; 64];
+    loop {
+        // SAFETY: reading into our buffer.
+        let n = unsafe { libc::read(ready_r, b.as_mut_ptr().cast(), b.len()) };
+        if n <= 0 {
+            break;
+        }
+        ready += n as usize;
+    }
+    let stop = || {
+        // SAFETY: our end of the pipe, then our own children.
+        unsafe {
+            libc::close(quit_w);
+            for &pid in &pids {
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    };
+    if ready != count {
+        stop();
+        return Err(format!("{ready} of {count} processes ready"));
+    }
+    println!("ready procs={count}");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+    // Children first: the parent's wait for this process must cover them.
+    stop();
+    std::process::exit(0);
 }
 
 /// A QEMU-shaped process: guest RAM (THP, mergeable) among a few hundred other VMAs.
