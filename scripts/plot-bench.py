@@ -64,6 +64,18 @@ def plot_lines(ax, runs, key, ylabel):
             py = [b for b, p in zip(y, partial) if p]
             if px:
                 ax.scatter(px, py, s=120, facecolors="none", edgecolors="red", zorder=3)
+        if key == "converge_cpu_s":
+            # Runs that never converged: their whole CPU, a lower bound, as a red x.
+            for engine in ("rksm", "ksm"):
+                nx = [r["size"] for r in runs if r["workload"] == workload and r["engine"] == engine
+                      and r["error"] is None and r["converge_cpu_s"] is None and r["cpu_s"]
+                      and r["pages_saved"] < (r["expected_saved"] or 0)]
+                ny = [r["cpu_s"] for r in runs if r["workload"] == workload and r["engine"] == engine
+                      and r["error"] is None and r["converge_cpu_s"] is None and r["cpu_s"]
+                      and r["pages_saved"] < (r["expected_saved"] or 0)]
+                if nx:
+                    ax.scatter(nx, ny, marker="x", s=80, color=COLORS[engine], zorder=3,
+                               label=f"{engine}: not converged (CPU so far)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_ylabel(ylabel)
@@ -100,7 +112,7 @@ def plot_scale(runs, outdir):
             ax = axes[0][1]
             plot_lines(ax, rs, "converge_cpu_s", "scanner CPU to converge (s)")
             ax.set_xlabel(unit)
-            ax.set_title(f"{dim}: CPU until 99% of the pages saved")
+            ax.set_title(f"{dim}: CPU until 99% of the pages saved (x: never)")
         fig.tight_layout()
         fig.savefig(f"{outdir}/scale-{dim}.png", dpi=80)
         plt.close(fig)
