@@ -3,10 +3,23 @@
 //! rksm-bench: measures rksm and in-kernel KSM one after the other, with identical settings,
 //! on the same workloads, inside the test VM. `scripts/bench.sh` runs it and plots the result.
 //!
-//! Usage: rksm-bench [--workload dup,zeros,churn,sparse,vm-image] [--speed full,default]
+//! Usage: rksm-bench [--section classic,scale] [--workload W1,W2,...] [--speed full,default]
 //!                   [--engine rksm,ksm] [--procs K] [--mib M] [--dup D] [--churn C]
 //!                   [--files F1:F2:...] [--timeout S] [--smoke]
+//!                   [--sizes [DIM:]N,...] [--scale-timeout S] [--window A:B] [--budget S]
+//!                   [--smart-scan 0|1]
 //!        rksm-bench worker ...   (internal: one workload process)
+//!
+//! Sections (default: both):
+//!   classic   dup, zeros, churn, sparse, vm-image: pages saved over time, at full and default
+//!             speed (--speed, --procs, --mib, --dup, --churn, --timeout apply).
+//!   scale     qemu, vmas, procs, size, crafted, memory: cost against size, at full speed
+//!             (see scale.rs). --sizes replaces the sweep of every selected scale workload
+//!             (N) or of one (DIM:N, e.g. --sizes vmas:1024,procs:16);
+//!             --scale-timeout bounds each run, --budget the whole section (later points are
+//!             skipped once it is spent); --window A:B measures CPU per scanned page between
+//!             full scans A and B; --smart-scan sets smart_scan for the section (default 0).
+//! --workload takes names of both sections.
 //!
 //! Prints a table with rksm/KSM ratios, then the results as JSON between `@@JSON-BEGIN@@` and
 //! `@@JSON-END@@` lines, which the host harness saves.
@@ -19,7 +32,13 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+mod scale;
+mod xxh64;
+
 const PAGE: usize = 4096;
+
+/// The workloads of the classic section.
+const CLASSIC: [&str; 5] = ["dup", "zeros", "churn", "sparse", "vm-image"];
 
 /// One merging engine, by its sysfs directory and scanner thread.
 #[derive(Clone, Copy, PartialEq)]
@@ -76,6 +95,8 @@ const DEFAULT: Speed = Speed { name: "default", pages_to_scan: 100, sleep_millis
 
 struct Opts {
     workloads: Vec<String>,
+    /// Workloads of the scale section (`scale::DIMENSIONS`).
+    scale: Vec<String>,
     speeds: Vec<Speed>,
     engines: Vec<Engine>,
     procs: usize,
@@ -84,11 +105,13 @@ struct Opts {
     churn: f64,
     files: Vec<String>,
     timeout: f64,
+    scale_opts: scale::ScaleOpts,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
-        workloads: ["dup", "zeros", "churn", "sparse", "vm-image"].map(String::from).to_vec(),
+        workloads: CLASSIC.map(String::from).to_vec(),
+        scale: scale::DIMENSIONS.map(String::from).to_vec(),
         speeds: vec![FULL, DEFAULT],
         engines: vec![Engine::Rksm, Engine::Ksm],
         procs: 4,
@@ -97,12 +120,69 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         churn: 0.1,
         files: Vec::new(),
         timeout: 300.0,
+        scale_opts: scale::ScaleOpts::default(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
-            "--workload" => o.workloads = val()?.split(',').map(String::from).collect(),
+            "--workload" => {
+                let all: Vec<String> = val()?.split(',').map(String::from).collect();
+                for w in &all {
+                    if !CLASSIC.contains(&w.as_str()) && !scale::DIMENSIONS.contains(&w.as_str()) {
+                        return Err(format!("unknown workload {w}"));
+                    }
+                }
+                o.workloads = all.iter().filter(|w| CLASSIC.contains(&w.as_str())).cloned().collect();
+                o.scale = all.into_iter().filter(|w| scale::DIMENSIONS.contains(&w.as_str())).collect();
+            }
+            "--section" => {
+                let sections: Vec<String> = val()?.split(',').map(String::from).collect();
+                for sec in &sections {
+                    if sec != "classic" && sec != "scale" {
+                        return Err(format!("unknown section {sec}"));
+                    }
+                }
+                if !sections.iter().any(|x| x == "classic") {
+                    o.workloads.clear();
+                }
+                if !sections.iter().any(|x| x == "scale") {
+                    o.scale.clear();
+                }
+            }
+            "--sizes" => {
+                // N applies to every selected scale workload, DIM:N to that one only.
+                let mut sizes = Vec::new();
+                for v in val()?.split(',') {
+                    let (dim, n) = match v.split_once(':') {
+                        Some((d, n)) => (Some(d.to_string()), n),
+                        None => (None, v),
+                    };
+                    if dim.as_deref().is_some_and(|d| !scale::DIMENSIONS.contains(&d)) {
+                        return Err(format!("--sizes: unknown workload in {v}"));
+                    }
+                    sizes.push((dim, n.parse().map_err(|e| format!("--sizes {v}: {e}"))?));
+                }
+                o.scale_opts.sizes = Some(sizes);
+            }
+            "--scale-timeout" => {
+                o.scale_opts.timeout =
+                    Some(val()?.parse().map_err(|e| format!("--scale-timeout: {e}"))?)
+            }
+            "--budget" => o.scale_opts.budget = val()?.parse().map_err(|e| format!("--budget: {e}"))?,
+            "--smart-scan" => {
+                o.scale_opts.smart_scan = val()?.parse().map_err(|e| format!("--smart-scan: {e}"))?
+            }
+            "--window" => {
+                let v = val()?;
+                let (a, b) = v.split_once(':').ok_or("--window needs A:B")?;
+                let a: i64 = a.parse().map_err(|e| format!("--window: {e}"))?;
+                let b: i64 = b.parse().map_err(|e| format!("--window: {e}"))?;
+                if b <= a || a < 0 {
+                    return Err("--window needs 0 <= A < B".into());
+                }
+                o.scale_opts.window = Some((a, b));
+            }
             "--speed" => {
                 o.speeds = val()?
                     .split(',')
@@ -131,6 +211,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--timeout" => o.timeout = val()?.parse().map_err(|e| format!("--timeout: {e}"))?,
             "--smoke" => {
                 o.workloads = vec!["dup".into()];
+                o.scale.clear();
                 o.speeds = vec![FULL];
                 o.procs = 2;
                 o.mib = 2;
@@ -191,8 +272,8 @@ impl Region {
     }
 }
 
-/// A workload process: fills its memory, opts in, says "ready", then waits (or churns) until
-/// its stdin closes.
+/// A workload process: fills its memory, opts in, says "ready" (plus facts about itself), then
+/// waits (or churns) until its stdin closes.
 fn worker(args: &[String]) -> Result<(), String> {
     let get = |k: &str| -> Result<String, String> {
         args.iter()
@@ -200,13 +281,26 @@ fn worker(args: &[String]) -> Result<(), String> {
             .and_then(|i| args.get(i + 1).cloned())
             .ok_or(format!("worker needs {k}"))
     };
+    let num = |k: &str, default: f64| -> Result<f64, String> {
+        match get(k) {
+            Ok(v) => v.parse().map_err(|e| format!("{k}: {e}")),
+            Err(_) => Ok(default),
+        }
+    };
     let kind = get("--kind")?;
     let index: u64 = get("--index")?.parse().map_err(|e| format!("{e}"))?;
     let pages: usize = get("--pages")?.parse().map_err(|e| format!("{e}"))?;
-    let dup: f64 = get("--dup")?.parse().map_err(|e| format!("{e}"))?;
-    let churn: f64 = get("--churn")?.parse().map_err(|e| format!("{e}"))?;
+    let dup = num("--dup", 0.75)?;
+    let churn = num("--churn", 0.0)?;
     let files = get("--files").unwrap_or_default();
     let mut churning = 0;
+    // Scale workloads keep their own mappings (several VMAs); they never churn.
+    if let Some(keep) = scale::worker(&kind, index, pages, dup, num("--vmas", 0.0)? as usize)? {
+        println!("ready {keep}");
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let _ = std::io::stdin().read(&mut [0u8; 1]);
+        return Ok(());
+    }
     let region = match kind.as_str() {
         "dup" | "churn" => {
             let mut r = Region::new(pages * PAGE, false)?;
@@ -287,20 +381,38 @@ fn worker(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// USER_HZ ticks the named kernel thread has used, or 0.
-fn thread_ticks(comm: &str) -> u64 {
-    let Ok(dir) = fs::read_dir("/proc") else { return 0 };
-    for e in dir.flatten() {
-        let path = e.path();
-        if fs::read_to_string(path.join("comm")).map(|c| c.trim() == comm).unwrap_or(false) {
-            let stat = fs::read_to_string(path.join("stat")).unwrap_or_default();
-            let after = stat.rsplit(')').next().unwrap_or("");
-            let f: Vec<&str> = after.split_whitespace().collect();
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            return num(11) + num(12);
+/// The pid of the named kernel thread, remembered between calls: `/proc` holds a thousand
+/// processes in the procs workload, too many to search every 100 ms.
+fn thread_pid(comm: &str) -> Option<String> {
+    use std::sync::Mutex;
+    static CACHE: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().ok()?;
+    let has_comm =
+        |pid: &str| fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm);
+    if let Some((_, pid)) = cache.iter().find(|(c, _)| c == comm) {
+        if has_comm(pid) {
+            return Some(pid.clone());
         }
     }
-    0
+    cache.retain(|(c, _)| c != comm);
+    for e in fs::read_dir("/proc").ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.bytes().all(|b| b.is_ascii_digit()) && has_comm(&name) {
+            cache.push((comm.to_string(), name.clone()));
+            return Some(name);
+        }
+    }
+    None
+}
+
+/// USER_HZ ticks the named kernel thread has used, or 0.
+fn thread_ticks(comm: &str) -> u64 {
+    let Some(pid) = thread_pid(comm) else { return 0 };
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(11) + num(12)
 }
 
 /// One measured run.
@@ -352,33 +464,75 @@ fn reset(engines: &[Engine]) -> Result<(), String> {
     Ok(())
 }
 
-fn spawn_workers(o: &Opts, workload: &str) -> Result<Vec<Child>, String> {
-    let exe = env::current_exe().map_err(|e| e.to_string())?;
+/// Running workload processes; they exit when their stdin closes (here, or on drop).
+struct Workers {
+    children: Vec<Child>,
+    /// What each said after "ready".
+    info: Vec<String>,
+}
+
+impl Workers {
+    /// Starts `procs` workers of `kind` with `args`, all at once (the guest has two CPUs to
+    /// fill their memory with), and waits until each is ready.
+    fn spawn(kind: &str, procs: usize, args: &[String]) -> Result<Self, String> {
+        let exe = env::current_exe().map_err(|e| e.to_string())?;
+        let mut w = Workers { children: Vec::new(), info: Vec::new() };
+        let mut outs = Vec::new();
+        for i in 0..procs {
+            let mut c = Command::new(&exe)
+                .args(["worker", "--kind", kind, "--index", &i.to_string()])
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("worker {i} of {kind}: {e}"))?;
+            outs.push(c.stdout.take().ok_or("no worker stdout")?);
+            w.children.push(c);
+        }
+        for (i, out) in outs.into_iter().enumerate() {
+            let mut line = String::new();
+            BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
+            let Some(info) = line.trim().strip_prefix("ready") else {
+                return Err(format!("worker {i} of {kind} failed"));
+            };
+            w.info.push(info.trim().to_string());
+        }
+        Ok(w)
+    }
+
+    fn stop(&mut self) {
+        for c in self.children.iter_mut() {
+            drop(c.stdin.take());
+        }
+        for mut c in self.children.drain(..) {
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_workers(o: &Opts, workload: &str) -> Result<Workers, String> {
     let (procs, kind) = match workload {
         "vm-image" => (2, "vm-image"),
         "sparse" => (1, "sparse"),
         w => (o.procs, w),
     };
-    let mut children = Vec::new();
-    for i in 0..procs {
-        let mut c = Command::new(&exe)
-            .args(["worker", "--kind", kind, "--index", &i.to_string()])
-            .args(["--pages", &(o.mib * 1024 * 1024 / PAGE).to_string()])
-            .args(["--dup", &o.dup.to_string(), "--churn", &o.churn.to_string()])
-            .args(["--files", &o.files.join(":")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let out = c.stdout.take().ok_or("no worker stdout")?;
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
-        if line.trim() != "ready" {
-            return Err(format!("worker {i} of {workload} failed"));
-        }
-        children.push(c);
-    }
-    Ok(children)
+    let args = [
+        "--pages".to_string(),
+        (o.mib * 1024 * 1024 / PAGE).to_string(),
+        "--dup".into(),
+        o.dup.to_string(),
+        "--churn".into(),
+        o.churn.to_string(),
+        "--files".into(),
+        o.files.join(":"),
+    ];
+    Workers::spawn(kind, procs, &args)
 }
 
 fn measure(o: &Opts, workload: &str, speed: Speed, engine: Engine) -> Result<Run, String> {
@@ -442,12 +596,7 @@ fn measure(o: &Opts, workload: &str, speed: Speed, engine: Engine) -> Result<Run
         }
     };
     engine.write("run", "0")?;
-    for w in workers.iter_mut() {
-        drop(w.stdin.take());
-    }
-    for mut w in workers {
-        let _ = w.wait();
-    }
+    workers.stop();
     reset(&o.engines)?;
     Ok(run)
 }
@@ -527,7 +676,7 @@ fn num(v: f64) -> String {
     }
 }
 
-fn json(runs: &[Run]) -> String {
+fn json(runs: &[Run], scale: &[scale::ScaleRun]) -> String {
     let mut out = String::from("{\n  \"runs\": [\n");
     for (i, r) in runs.iter().enumerate() {
         let series: Vec<String> =
@@ -555,6 +704,8 @@ fn json(runs: &[Run]) -> String {
             if i + 1 < runs.len() { "," } else { "" }
         );
     }
+    out.push_str("  ],\n  \"scale\": [\n");
+    out.push_str(&scale::json(scale));
     out.push_str("  ]\n}\n");
     out
 }
@@ -565,6 +716,10 @@ fn main() {
         worker(&args[1..])
     } else {
         parse_opts(&args).and_then(|o| {
+            // A thousand workers, each holding a pipe open in this process.
+            let lim = libc::rlimit { rlim_cur: 16384, rlim_max: 16384 };
+            // SAFETY: a plain setrlimit call with a valid struct.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
             let mut runs = Vec::new();
             for w in &o.workloads {
                 for s in &o.speeds {
@@ -575,8 +730,14 @@ fn main() {
                     }
                 }
             }
-            print!("{}", report(&runs));
-            println!("@@JSON-BEGIN@@\n{}@@JSON-END@@", json(&runs));
+            if !runs.is_empty() {
+                print!("{}", report(&runs));
+            }
+            let scale_runs = scale::run(&o)?;
+            if !scale_runs.is_empty() {
+                print!("{}", scale::report(&scale_runs));
+            }
+            println!("@@JSON-BEGIN@@\n{}@@JSON-END@@", json(&runs, &scale_runs));
             Ok(())
         })
     };
