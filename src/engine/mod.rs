@@ -176,48 +176,62 @@ impl Engine {
             {
                 let locked = Locked::new(&user);
                 let pass = &mut slot.pass;
-                // From the cursor on; once per pass, back from 0 for what was mapped below it.
-                let ahead = MergeableRanges {
-                    locked: &locked,
-                    addr: pass.cursor,
-                };
-                let mut next = next_to_scan(&pass.covered, ahead, pass.cursor);
-                if next.is_none() && !pass.wrapped && pass.cursor > 0 {
-                    pass.wrapped = true;
-                    let all = MergeableRanges {
+                // One lock hold fills a batch, across as many VMAs as it takes: a process of
+                // one-page VMAs costs one lock cycle per batch, not one per VMA.
+                loop {
+                    // From the cursor on; once per pass, back from 0 for what was mapped below.
+                    let ahead = MergeableRanges {
                         locked: &locked,
-                        addr: 0,
+                        addr: pass.cursor,
                     };
-                    next = next_to_scan(&pass.covered, all, 0);
+                    let mut next = next_to_scan(&pass.covered, ahead, pass.cursor);
+                    if next.is_none() && !pass.wrapped && pass.cursor > 0 {
+                        pass.wrapped = true;
+                        let all = MergeableRanges {
+                            locked: &locked,
+                            addr: 0,
+                        };
+                        next = next_to_scan(&pass.covered, all, 0);
+                    }
+                    let Some((addr, run_end)) = next else {
+                        if !batch.is_empty() {
+                            // Its pages belong to this pass: visit them before it ends.
+                            break;
+                        }
+                        pass.finish(|r| unmerge::unmerge_if_unmergeable(&locked, r, file));
+                        return SlotTurn::Done;
+                    };
+                    let mut walk = WalkStats::default();
+                    let stop = range_walk::walk(
+                        &locked,
+                        addr,
+                        run_end,
+                        budget,
+                        file.raw(),
+                        &mut walk,
+                        |found| {
+                            // Cannot fail: the walk stops once the batch is full.
+                            let _ = batch.push_within_capacity(found);
+                            batch.len() < BATCH
+                        },
+                    );
+                    stats::add(Stat::ThpPagesSkipped, walk.thp_pages as i64);
+                    // Everything from the cursor up to `addr` held nothing left to scan: cover
+                    // it too, so the record stays one range in the usual case.
+                    let from = if addr >= pass.cursor {
+                        pass.cursor
+                    } else {
+                        addr
+                    };
+                    pass.covered.insert(from, stop);
+                    pass.cursor = stop;
+                    if batch.len() >= BATCH || *budget == 0 {
+                        break;
+                    }
+                    // Many empty VMAs may pass under one lock hold.
+                    // SAFETY: Process context; the mmap lock is a sleeping lock.
+                    unsafe { ffi::rksm_cond_resched() };
                 }
-                let Some((addr, run_end)) = next else {
-                    pass.finish(|r| unmerge::unmerge_if_unmergeable(&locked, r, file));
-                    return SlotTurn::Done;
-                };
-                let mut walk = WalkStats::default();
-                let stop = range_walk::walk(
-                    &locked,
-                    addr,
-                    run_end,
-                    budget,
-                    file.raw(),
-                    &mut walk,
-                    |found| {
-                        // Cannot fail: the walk stops once the batch is full.
-                        let _ = batch.push_within_capacity(found);
-                        batch.len() < BATCH
-                    },
-                );
-                stats::add(Stat::ThpPagesSkipped, walk.thp_pages as i64);
-                // Everything from the cursor up to `addr` held nothing left to scan: cover it
-                // too, so the record stays one range in the usual case.
-                let from = if addr >= pass.cursor {
-                    pass.cursor
-                } else {
-                    addr
-                };
-                pass.covered.insert(from, stop);
-                pass.cursor = stop;
             }
             drop(user);
             for found in batch.drain_all() {
