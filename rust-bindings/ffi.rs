@@ -328,6 +328,15 @@ extern "C" {
     ///
     /// Process context; [`rksm_memfd_hooks_register`] was called and this was not called since.
     pub(crate) fn rksm_memfd_hooks_unregister();
+    /// Arms (`on`) or disarms the three run probes (`MEMFD_HOOK_RUN`), which are placed
+    /// disarmed; 0 or a negative errno, and then they are left as they were. Does nothing if
+    /// they are not placed.
+    ///
+    /// # Safety
+    ///
+    /// Process context (it sleeps). Calls are serialized, and none runs concurrently with
+    /// [`rksm_memfd_hooks_register`] or [`rksm_memfd_hooks_unregister`].
+    pub(crate) fn rksm_memfd_hooks_arm(on: bool) -> c_int;
     /// Logs one rate-limited line about a refusal (`what`: an `RKSM_MEMFD_*` value of
     /// `shim.h`) under the policy value `policy`, with the current task's pid and comm.
     ///

@@ -20,6 +20,12 @@
  * The return address is popped here rather than by a "ret" stub in this
  * module (as fail_function's just_return_func is in the kernel), so no task
  * can be left about to run module text after the probes are gone.
+ *
+ * The memfd_create probe is always armed: memfd_create is rare, and its
+ * counters count at the defaults too. The three run probes sit on hot paths
+ * (every mmap and mprotect pays a breakpoint trap while they are armed), so
+ * they are registered disabled and armed only while memfd_exec is not "any"
+ * (rksm_memfd_hooks_arm(), from src/control.rs).
  */
 #define pr_fmt(fmt) "rksm: " fmt
 
@@ -244,26 +250,31 @@ static struct kprobe rksm_create_probe = {
 	.post_handler = rksm_no_post,
 };
 
+/* Registered disabled: armed by rksm_memfd_hooks_arm(). */
 static struct kprobe rksm_run_probes[] = {
 	{
 		.symbol_name = "security_bprm_check",
 		.pre_handler = rksm_bprm_check_pre,
 		.post_handler = rksm_no_post,
+		.flags = KPROBE_FLAG_DISABLED,
 	},
 	{
 		.symbol_name = "security_mmap_file",
 		.pre_handler = rksm_mmap_file_pre,
 		.post_handler = rksm_no_post,
+		.flags = KPROBE_FLAG_DISABLED,
 	},
 	{
 		.symbol_name = "security_file_mprotect",
 		.pre_handler = rksm_file_mprotect_pre,
 		.post_handler = rksm_no_post,
+		.flags = KPROBE_FLAG_DISABLED,
 	},
 };
 
 static bool rksm_create_placed;
 static int rksm_run_placed; /* how many of rksm_run_probes are in place */
+static bool rksm_run_armed;
 
 /* Place @p, or log why it cannot be placed. */
 static bool rksm_probe_place(struct kprobe *p, const char *knob)
@@ -309,6 +320,36 @@ unsigned int rksm_memfd_hooks_register(void)
 	return placed;
 }
 
+/*
+ * Arm (@on) or disarm the run probes, all three. On an error, they are left
+ * as they were. Nothing to do if they are not placed.
+ */
+int rksm_memfd_hooks_arm(bool on)
+{
+	int err = 0, i;
+
+	if (!rksm_run_placed || on == rksm_run_armed)
+		return 0;
+	for (i = 0; i < rksm_run_placed; i++) {
+		err = on ? enable_kprobe(&rksm_run_probes[i]) : disable_kprobe(&rksm_run_probes[i]);
+		if (err)
+			break;
+	}
+	if (err) {
+		pr_warn("cannot %s the probe on %s (error %d)\n", on ? "arm" : "disarm",
+			rksm_run_probes[i].symbol_name, err);
+		while (i-- > 0) {
+			if (on)
+				disable_kprobe(&rksm_run_probes[i]);
+			else
+				enable_kprobe(&rksm_run_probes[i]);
+		}
+		return err;
+	}
+	rksm_run_armed = on;
+	return 0;
+}
+
 /* unregister_kprobe() waits until no handler of the probe runs (synchronize_rcu). */
 void rksm_memfd_hooks_unregister(void)
 {
@@ -323,6 +364,7 @@ void rksm_memfd_hooks_unregister(void)
 	if (rksm_run_placed)
 		unregister_kprobes(run, rksm_run_placed);
 	rksm_run_placed = 0;
+	rksm_run_armed = false;
 }
 
 #else /* !CONFIG_X86_64 */
@@ -336,6 +378,11 @@ unsigned int rksm_memfd_hooks_register(void)
 
 void rksm_memfd_hooks_unregister(void)
 {
+}
+
+int rksm_memfd_hooks_arm(bool on)
+{
+	return 0;
 }
 
 #endif /* CONFIG_X86_64 */

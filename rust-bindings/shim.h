@@ -106,6 +106,7 @@ bool rksm_module_get(void);
 void rksm_module_put(void);
 unsigned int rksm_memfd_hooks_register(void);
 void rksm_memfd_hooks_unregister(void);
+int rksm_memfd_hooks_arm(bool on);
 void rksm_memfd_log_refusal(int what, unsigned int policy);
 
 /* C-only: shared between the C files, not called from Rust. */

@@ -21,6 +21,9 @@
 //! 3. `state`: innermost, held for a few loads and stores only. Never held across a round, a
 //!    wait for `rksmd`, an mmap lock or a read of KSM's `run`; the [`CondVar`] waits release it.
 //!
+//! `memfd_write` serializes writes of the two memfd knobs, across arming the memfd hooks (which
+//! sleeps); it nests outside `state` and is independent of `run_write` and `round`.
+//!
 //! sysfs reads take `state` alone, so they never wait for a round.
 //!
 //! # The memfd policy
@@ -36,7 +39,8 @@ use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, CondVarTimeoutResult, M
 use kernel::time::{msecs_to_jiffies, Jiffies};
 
 use crate::ffi;
-use crate::knobs::{Kind, KnobId, Snapshot, KNOBS, RUN_MERGE, RUN_STOP, RUN_UNMERGE};
+use crate::knobs::{Kind, KnobId, Snapshot, KNOBS, MEMFD_EXEC_ANY, RUN_MERGE, RUN_STOP, RUN_UNMERGE};
+use crate::memfd;
 
 const KNOB_COUNT: usize = KNOBS.len();
 
@@ -188,6 +192,9 @@ pub(crate) struct Control {
     /// Held by `rksmd` across a round or an unmerge of everything.
     #[pin]
     round: Mutex<()>,
+    /// Serializes writes of `memfd_noexec` and `memfd_exec`, with the arming of the hooks.
+    #[pin]
+    memfd_write: Mutex<()>,
     #[pin]
     state: Mutex<State>,
     /// `rksmd` waits here: kicks, unmerge requests, module unload.
@@ -209,6 +216,7 @@ impl Control {
             pin_init!(Self {
                 run_write <- new_mutex!((), "rksm_run_write"),
                 round <- new_mutex!((), "rksm_round"),
+                memfd_write <- new_mutex!((), "rksm_memfd_write"),
                 state <- new_mutex!(
                     State {
                         values: KNOBS.map(|k| k.default),
@@ -254,6 +262,8 @@ impl Control {
         if idx == KnobId::Run as usize {
             return self.set_run(value);
         }
+        let memfd = idx == KnobId::MemfdNoexec as usize || idx == KnobId::MemfdExec as usize;
+        let _memfd_writer = memfd.then(|| self.memfd_write.lock());
         let mut state = self.state.lock();
         let unsupported = u32::try_from(idx)
             .ok()
@@ -263,11 +273,32 @@ impl Control {
             return Err(EOPNOTSUPP);
         }
         let knob = state.values.get_mut(idx).ok_or(EINVAL)?;
+        let old = *knob;
         // INVARIANT: `value` is in the knob's range, checked above, and is the default if the
         // knob is unsupported.
         *knob = value;
         // INVARIANT: Published under `state`, right after the knob changed.
         publish(idx, value);
+        if memfd {
+            // Nothing for rksmd. The run hooks are armed while `memfd_exec` is not `any`; the
+            // new value is already published, so by the time the write returns it is enforced.
+            // `memfd_write` keeps another write from arming in between.
+            drop(state);
+            if idx != KnobId::MemfdExec as usize {
+                return Ok(());
+            }
+            if let Err(e) = memfd::arm_run_hooks(value != MEMFD_EXEC_ANY) {
+                // The probes stay as they were: so does the knob.
+                let mut state = self.state.lock();
+                if let Some(knob) = state.values.get_mut(idx) {
+                    // INVARIANT: `old` was the knob's value, and is published with it.
+                    *knob = old;
+                    publish(idx, old);
+                }
+                return Err(e);
+            }
+            return Ok(());
+        }
         // Let a sleeping rksmd pick up a new pace at once.
         state.kicked = true;
         drop(state);

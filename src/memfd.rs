@@ -20,6 +20,11 @@
 //! uses kprobes; a kprobe, unlike a kretprobe, needs no per-call instance that could run out,
 //! so no call ever goes past a hook unchecked.
 //!
+//! The `memfd_create` hook is always armed (its counters count at the defaults too). The three
+//! run hooks sit on every exec, mmap and mprotect, so they are placed disarmed and armed only
+//! while `memfd_exec` is not `any` ([`arm_run_hooks`], called by [`Control`]): at the defaults
+//! they cost nothing.
+//!
 //! The handlers run in any task, in the kprobe's int3 context: no sleeping and no lock. The C
 //! side gathers the facts (flags, is it a memfd, is it write-sealed); this file decides, with
 //! the kernel-free rules of [`crate::memfd_policy`], reading the knobs from
@@ -76,6 +81,20 @@ impl Drop for Hooks {
             unsafe { ffi::rksm_memfd_hooks_unregister() };
         }
     }
+}
+
+/// Arms (`on`) or disarms the run hooks (exec, mmap, mprotect), which sit on hot paths and are
+/// armed only while `memfd_exec` is not `any`. Does nothing if they are not placed.
+///
+/// Called by [`Control`] only, which serializes the calls; process context.
+pub(crate) fn arm_run_hooks(on: bool) -> Result {
+    // SAFETY: Process context (a sysfs write). `Control` serializes the calls, and they happen
+    // only while sysfs exists: after `Hooks::register`, before `Hooks` is dropped.
+    let err = unsafe { ffi::rksm_memfd_hooks_arm(on) };
+    if err != 0 {
+        return Err(Error::from_errno(err));
+    }
+    Ok(())
 }
 
 /// Logs a refusal, rate-limited, with the task's pid and comm.

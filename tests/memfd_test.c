@@ -372,6 +372,57 @@ TEST_F(memfd, floor_under_pid_namespace_value)
 	}
 }
 
+/*
+ * In the kprobe list, how many of the three run hooks are armed, or -1 if
+ * the list cannot be read; *@create tells whether the memfd_create hook is.
+ */
+static int run_hooks_armed(bool *create)
+{
+	static const char *const run[] = { "security_bprm_check+0x0", "security_mmap_file+0x0",
+					   "security_file_mprotect+0x0" };
+	FILE *f = fopen("/sys/kernel/debug/kprobes/list", "r");
+	char line[512];
+	int armed = 0;
+
+	if (!f)
+		return -1;
+	*create = false;
+	while (fgets(line, sizeof(line), f)) {
+		bool on = !strstr(line, "[DISABLED]");
+
+		if (strstr(line, "memfd_alloc_file+0x0"))
+			*create = on;
+		for (int i = 0; i < 3; i++)
+			if (strstr(line, run[i]))
+				armed += on;
+	}
+	fclose(f);
+	return armed;
+}
+
+/*
+ * The run hooks sit on every exec, mmap and mprotect: they are armed only
+ * while memfd_exec is not "any". The memfd_create hook always is.
+ */
+TEST_F(memfd, run_hooks_armed_only_while_needed)
+{
+	bool create;
+
+	if (run_hooks_armed(&create) < 0)
+		SKIP(return, "no /sys/kernel/debug/kprobes/list");
+	EXPECT_EQ(0, run_hooks_armed(&create));
+	EXPECT_TRUE(create);
+	ASSERT_EQ(0, rksm_write("memfd_exec", "sealed"));
+	EXPECT_EQ(3, run_hooks_armed(&create));
+	ASSERT_EQ(0, rksm_write("memfd_exec", "none"));
+	EXPECT_EQ(3, run_hooks_armed(&create));
+	ASSERT_EQ(0, rksm_write("memfd_noexec", "2"));
+	EXPECT_TRUE(create);
+	ASSERT_EQ(0, rksm_write("memfd_exec", "any"));
+	EXPECT_EQ(0, run_hooks_armed(&create));
+	EXPECT_TRUE(create);
+}
+
 /* ---- memfd_exec -------------------------------------------------------------------------- */
 
 /* Copy what is left of @src into @fd. 0, or -1. */
