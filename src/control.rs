@@ -39,7 +39,9 @@ use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, CondVarTimeoutResult, M
 use kernel::time::{msecs_to_jiffies, Jiffies};
 
 use crate::ffi;
-use crate::knobs::{Kind, KnobId, Snapshot, KNOBS, MEMFD_EXEC_ANY, RUN_MERGE, RUN_STOP, RUN_UNMERGE};
+use crate::knobs::{
+    Kind, KnobId, Snapshot, KNOBS, MEMFD_EXEC_ANY, RUN_MERGE, RUN_STOP, RUN_UNMERGE,
+};
 use crate::memfd;
 
 const KNOB_COUNT: usize = KNOBS.len();

@@ -121,12 +121,14 @@ extern "C" fn rksm_memfd_on_create(user_flags: c_uint, flags: c_uint) -> c_long 
                 Stat::MemfdCreatedExec
             };
             stats::add(stat, 1);
-            c_long::from(flags)
+            // `c_long` has 64 bits where the hooks exist (x86-64): any flags fit. Were they not
+            // to, refusing is the safe way out.
+            c_long::try_from(flags).unwrap_or(EACCES.to_errno() as c_long)
         }
         Create::Refuse => {
             stats::add(Stat::MemfdCreateRefused, 1);
             log_refusal(ffi::MEMFD_CREATE, noexec);
-            c_long::from(EACCES.to_errno())
+            EACCES.to_errno() as c_long
         }
     }
 }

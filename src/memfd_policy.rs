@@ -8,7 +8,7 @@
 //! each pid namespace's `vm.memfd_noexec`: the kernel has already applied the caller's
 //! namespace value when the hook runs, so only the floor is left to apply.
 
-use crate::knobs::{MEMFD_EXEC_ANY, MEMFD_EXEC_SEALED};
+use crate::knobs::{MEMFD_EXEC_ANY, MEMFD_EXEC_NONE, MEMFD_EXEC_SEALED};
 
 /// `MFD_NOEXEC_SEAL` (include/uapi/linux/memfd.h): not executable, and sealed so it stays so.
 pub(crate) const MFD_NOEXEC_SEAL: u32 = 0x0008;
@@ -57,6 +57,8 @@ pub(crate) fn may_run(policy: u64, write_sealed: bool) -> bool {
     match policy {
         MEMFD_EXEC_ANY => true,
         MEMFD_EXEC_SEALED => write_sealed,
+        MEMFD_EXEC_NONE => false,
+        // No write can store another value; should one appear, refuse.
         _ => false,
     }
 }
@@ -64,7 +66,6 @@ pub(crate) fn may_run(policy: u64, write_sealed: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::knobs::MEMFD_EXEC_NONE;
 
     const MFD_CLOEXEC: u32 = 0x0001;
     const MFD_ALLOW_SEALING: u32 = 0x0002;
@@ -88,7 +89,12 @@ mod tests {
     /// Every flag combination the issue lists, with and without sealing and CLOEXEC.
     fn combinations() -> impl Iterator<Item = u32> {
         let exec = [0, MFD_EXEC, MFD_NOEXEC_SEAL, MFD_EXEC | MFD_NOEXEC_SEAL];
-        let extra = [0, MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_ALLOW_SEALING | MFD_CLOEXEC];
+        let extra = [
+            0,
+            MFD_ALLOW_SEALING,
+            MFD_CLOEXEC,
+            MFD_ALLOW_SEALING | MFD_CLOEXEC,
+        ];
         exec.into_iter()
             .flat_map(move |e| extra.into_iter().map(move |x| e | x))
     }
@@ -141,7 +147,11 @@ mod tests {
     fn at_2_explicit_exec_is_refused() {
         assert_eq!(create(2, MFD_EXEC, MFD_EXEC), Create::Refuse);
         assert_eq!(
-            create(2, MFD_EXEC | MFD_ALLOW_SEALING, MFD_EXEC | MFD_ALLOW_SEALING),
+            create(
+                2,
+                MFD_EXEC | MFD_ALLOW_SEALING,
+                MFD_EXEC | MFD_ALLOW_SEALING
+            ),
             Create::Refuse
         );
         assert_eq!(create(2, 0, MFD_EXEC), Create::Proceed(MFD_NOEXEC_SEAL));
