@@ -39,6 +39,7 @@
 #include <linux/mman.h>
 #include <linux/personality.h>
 #include <linux/ptrace.h>
+#include <linux/ratelimit.h>
 #include <linux/sched.h>
 #include <linux/sched/task_stack.h>
 #include <linux/shmem_fs.h>
@@ -60,22 +61,33 @@ static const char *const rksm_memfd_what[] = {
 	[RKSM_MEMFD_CREATE] = "memfd_create(MFD_EXEC)",
 };
 
-/* One rate-limited line per refusal, in any context (printk defers from int3/NMI). */
+/* One rate limit per kind, so that a flood of one kind does not hide another. */
+static struct ratelimit_state rksm_memfd_ratelimit[ARRAY_SIZE(rksm_memfd_what)] = {
+	[0 ... ARRAY_SIZE(rksm_memfd_what) - 1] =
+		RATELIMIT_STATE_INIT_FLAGS("rksm_memfd", DEFAULT_RATELIMIT_INTERVAL,
+					   DEFAULT_RATELIMIT_BURST, 0),
+};
+
+/*
+ * One rate-limited line per refusal (per kind, the printk default: 10 lines
+ * in 5 s), in any context: ___ratelimit() only trylocks, and printk defers
+ * the console from int3/NMI context.
+ */
 void rksm_memfd_log_refusal(int what, unsigned int policy)
 {
-	const char *knob = what == RKSM_MEMFD_CREATE ? "memfd_noexec" : "memfd_exec";
 	static const char *const words[] = { "any", "sealed", "none" };
-	const char *msg = "memfd operation";
+	const char *knob = what == RKSM_MEMFD_CREATE ? "memfd_noexec" : "memfd_exec";
 	char value[12];
 
-	if (what >= 0 && what < ARRAY_SIZE(rksm_memfd_what))
-		msg = rksm_memfd_what[what];
+	if (what < 0 || what >= ARRAY_SIZE(rksm_memfd_what) ||
+	    !__ratelimit(&rksm_memfd_ratelimit[what]))
+		return;
 	if (what != RKSM_MEMFD_CREATE && policy < ARRAY_SIZE(words))
 		strscpy(value, words[policy]);
 	else
 		snprintf(value, sizeof(value), "%u", policy);
-	pr_warn_ratelimited("refused %s (%s=%s): pid %d comm %s\n", msg, knob, value,
-			    task_pid_nr(current), current->comm);
+	pr_warn("refused %s (%s=%s): pid %d comm %s\n", rksm_memfd_what[what], knob, value,
+		task_pid_nr(current), current->comm);
 }
 
 #ifdef CONFIG_X86_64

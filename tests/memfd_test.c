@@ -200,29 +200,113 @@ FIXTURE_TEARDOWN(memfd)
 }
 
 /*
- * First, while the log's rate limit (10 lines in 5 s) is unspent: a refusal
- * logs a line with the pid and comm.
+ * Refuse the way @refuse does (as the current task) and find the log line
+ * "refused @what (...): pid <pid> comm memfd_test".
  */
-TEST_F(memfd, refusal_is_logged_with_pid_and_comm)
+static bool refusal_logged(int (*refuse)(void), const char *what)
 {
-	char needle[64];
-	int kmsg = rksm_kmsg_open(), fd;
+	char needle[128];
+	int kmsg = rksm_kmsg_open();
 	bool found;
 
-	ASSERT_LE(0, kmsg);
-	snprintf(needle, sizeof(needle), "pid %d comm memfd_test", getpid());
-	ASSERT_EQ(0, rksm_write("memfd_noexec", "2"));
-	fd = mfd_create("rksm_log", MFD_EXEC);
-	ASSERT_EQ(-EACCES, fd);
+	if (kmsg < 0)
+		return false;
+	snprintf(needle, sizeof(needle), "refused %s (", what);
+	if (refuse() != -EACCES)
+		return false;
 	found = rksm_kmsg_find(kmsg, needle);
 	if (!found) {
-		/* An earlier burst used the rate limit up: wait for the next interval. */
+		/* An earlier burst used the rate limit (10 lines in 5 s) up. */
 		sleep(6);
-		ASSERT_EQ(-EACCES, mfd_create("rksm_log", MFD_EXEC));
+		refuse();
 		found = rksm_kmsg_find(kmsg, needle);
 	}
-	EXPECT_TRUE(found) TH_LOG("no log line with '%s'", needle);
 	close(kmsg);
+	/* The same line, with the pid and comm of the task refused. */
+	kmsg = rksm_kmsg_open();
+	snprintf(needle, sizeof(needle), "refused %s (%s): pid %d comm memfd_test", what,
+		 strcmp(what, "memfd_create(MFD_EXEC)") ? "memfd_exec=none" : "memfd_noexec=2",
+		 getpid());
+	if (found && refuse() == -EACCES)
+		found = rksm_kmsg_find(kmsg, needle);
+	close(kmsg);
+	return found;
+}
+
+static int refuse_create(void)
+{
+	int fd = mfd_create("rksm_log", MFD_EXEC);
+
+	if (fd >= 0)
+		close(fd);
+	return fd;
+}
+
+static int refuse_mmap(void)
+{
+	int fd = mfd_create("rksm_log", MFD_NOEXEC_SEAL), ret = 0;
+	void *p;
+
+	if (fd < 0 || ftruncate(fd, PAGE_SIZE))
+		return -1;
+	p = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED)
+		ret = -errno;
+	else
+		munmap(p, PAGE_SIZE);
+	close(fd);
+	return ret;
+}
+
+static int refuse_mprotect(void)
+{
+	int fd = mfd_create("rksm_log", MFD_NOEXEC_SEAL), ret = 0;
+	void *p;
+
+	if (fd < 0 || ftruncate(fd, PAGE_SIZE))
+		return -1;
+	p = mmap(NULL, PAGE_SIZE, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -1;
+	if (mprotect(p, PAGE_SIZE, PROT_READ | PROT_EXEC))
+		ret = -errno;
+	munmap(p, PAGE_SIZE);
+	return ret;
+}
+
+static int refuse_exec(void)
+{
+	int fd = mfd_create("rksm_log", MFD_EXEC), self = open("/proc/self/exe", O_RDONLY);
+	char *const argv[] = { "rksm-memfd-child", NULL };
+	char *const envp[] = { CHILD_MARK "=1", NULL };
+	char buf[65536];
+	ssize_t n;
+	int ret;
+
+	if (fd < 0 || self < 0)
+		return -1;
+	while ((n = read(self, buf, sizeof(buf))) > 0)
+		if (write(fd, buf, n) != n)
+			return -1;
+	close(self);
+	/* Refused in this task itself: the exec fails and returns. */
+	fexecve(fd, argv, envp);
+	ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* First, while the rate limits are unspent: each kind of refusal logs a line with pid and comm. */
+TEST_F(memfd, refusal_is_logged_with_pid_and_comm)
+{
+	ASSERT_EQ(0, rksm_write("memfd_noexec", "2"));
+	ASSERT_EQ(0, rksm_write("memfd_exec", "none"));
+	EXPECT_TRUE(refusal_logged(refuse_create, "memfd_create(MFD_EXEC)"));
+	ASSERT_EQ(0, rksm_write("memfd_noexec", "0"));
+	EXPECT_TRUE(refusal_logged(refuse_exec, "exec of a memfd"));
+	EXPECT_TRUE(refusal_logged(refuse_mmap, "PROT_EXEC mmap of a memfd"));
+	EXPECT_TRUE(refusal_logged(refuse_mprotect, "mprotect(PROT_EXEC) of a memfd"));
 }
 
 TEST_F(memfd, knobs_parse_and_read_back)
@@ -725,9 +809,16 @@ TEST_F(memfd, other_files_are_left_alone)
 	const char *path = "/tmp/memfd:rksm-not-a-memfd";
 	static unsigned char page[PAGE_SIZE];
 	int fd, exe;
+	void *anon;
 
 	ASSERT_EQ(0, rksm_write("memfd_exec", "none"));
-	EXPECT_EQ(0, map_and_call(-1, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS));
+	/* Anonymous memory made executable, as a JIT does. */
+	anon = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, anon);
+	memset(anon, 0xc3, PAGE_SIZE);
+	EXPECT_EQ(0, mprotect(anon, PAGE_SIZE, PROT_READ | PROT_EXEC));
+	((void (*)(void))anon)();
+	munmap(anon, PAGE_SIZE);
 
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
 	ASSERT_LE(0, fd);
