@@ -2,7 +2,7 @@
 # Build the kernel's own memfd test (tools/testing/selftests/memfd/memfd_test.c)
 # statically into OUTDIR, twice:
 #
-#   kernel_memfd_test     unmodified: the whole test, vm.memfd_noexec in child pid
+#   memfd_test_unmodified     unmodified: the whole test, vm.memfd_noexec in child pid
 #                         namespaces, with rksm loaded (its hooks must change nothing
 #                         while its knobs are at their defaults);
 #   memfd_noexec_kernel   its noexec cases against rksm's knob: the copy's sysctl
@@ -38,7 +38,7 @@ n=$(grep -c "\"$sysctl\"" "$src/rksm/memfd_test.c" || true)
 [ "$n" = 3 ] || die "memfd_test.c: expected 3 uses of $sysctl, found $n"
 sed -i "s|\"$sysctl\"|\"$knob\"|" "$src/rksm/memfd_test.c"
 # Any other way to the sysctl would silently test the kernel instead of rksm.
-if grep -n 'memfd_noexec' "$src/rksm/memfd_test.c" | grep -v "\"$knob\""; then
+if grep -n -e '/proc/sys' -e 'vm\.memfd_noexec' -e 'sysctl -' "$src/rksm/memfd_test.c"; then
 	die "memfd_test.c still reaches vm.memfd_noexec another way"
 fi
 
@@ -51,6 +51,6 @@ build() { # dir, output, sources...
 		{ cat "$dir/gcc.log" >&2; die "building $out failed"; }
 	cat "$dir/gcc.log" >&2
 }
-build "$src/kernel" kernel_memfd_test memfd_test.c common.c
+build "$src/kernel" memfd_test_unmodified memfd_test.c common.c
 build "$src/rksm" memfd_noexec_kernel memfd_selftests_driver.c common.c
-say "built $outdir/kernel_memfd_test and $outdir/memfd_noexec_kernel ($knob)"
+say "built $outdir/memfd_test_unmodified and $outdir/memfd_noexec_kernel ($knob)"

@@ -23,7 +23,7 @@ sysctl_0|memfd_noexec=0: a legacy call is executable|
 sysctl_1|memfd_noexec=1: a legacy call is noexec-sealed, MFD_EXEC still allowed|
 sysctl_2|memfd_noexec=2: legacy noexec-sealed, MFD_EXEC refused|
 sysctl_simple|0, 1, 0, 2, 1, 0 from a new pid namespace|
-sysctl_1_failset|a child pid namespace cannot lower 1|memfd_noexec is one system-wide value that root sets, not a per-namespace one: writing a lower value succeeds by design (memfd_test checks the floor under each namespace own value)
+sysctl_1_failset|a child pid namespace cannot lower 1|memfd_noexec is one system-wide value that root sets, not a per-namespace one: writing a lower value succeeds by design (memfd_test checks the floor under the value of each namespace instead)
 sysctl_2_failset|a child pid namespace cannot lower 2|as sysctl_1_failset: a lower write of the system-wide knob succeeds by design
 sysctl_nested|inheritance and lowering across nested pid namespaces|memfd_noexec is not per pid namespace: nothing is inherited, and the lowering steps expect failures a system-wide knob does not have
 hugetlbfs|the same cases on hugetlbfs memfds (memfd_test hugetlbfs)|the test kernel has no HUGETLBFS
@@ -66,10 +66,10 @@ printf '%s\n' "$CASES" | grep '|' | {
 
 n=$plan
 title="memfd_test, unmodified, whole (vm.memfd_noexec in child pid namespaces, rksm at defaults)"
-if [ ! -x ./kernel_memfd_test ]; then
-	echo "not ok $n $title # kernel_memfd_test is missing"
+if [ ! -x ./memfd_test_unmodified ]; then
+	echo "not ok $n $title # memfd_test_unmodified is missing"
 else
-	./kernel_memfd_test >"$log" 2>&1 </dev/null
+	./memfd_test_unmodified >"$log" 2>&1 </dev/null
 	rc=$?
 	sed 's/^/# /' "$log"
 	if [ $rc = 0 ] && [ "$(cat $SYSCTL)" = 0 ]; then
