@@ -2,12 +2,12 @@
 # Build the kernel's own memfd test (tools/testing/selftests/memfd/memfd_test.c)
 # statically into OUTDIR, twice:
 #
-#   memfd_test_unmodified     unmodified: the whole test, vm.memfd_noexec in child pid
-#                         namespaces, with rksm loaded (its hooks must change nothing
-#                         while its knobs are at their defaults);
-#   memfd_noexec_kernel   its noexec cases against rksm's knob: the copy's sysctl
-#                         helpers read and write /sys/kernel/mm/rksm/memfd_noexec,
-#                         and tests/memfd_selftests_driver.c runs one case per call.
+#   memfd_test_unmodified  the whole test, unmodified: vm.memfd_noexec in child
+#                          pid namespaces, with rksm loaded (its hooks must change
+#                          nothing while its knobs are at their defaults);
+#   memfd_noexec_kernel    its noexec cases against rksm's knob: the copy's sysctl
+#                          helpers read and write /sys/kernel/mm/rksm/memfd_noexec,
+#                          and tests/memfd_selftests_driver.c runs one case per call.
 #
 #   scripts/build-memfd-selftests.sh OUTDIR
 #
