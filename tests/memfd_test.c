@@ -507,6 +507,43 @@ TEST_F(memfd, run_hooks_armed_only_while_needed)
 	EXPECT_TRUE(create);
 }
 
+/*
+ * Arming and disarming while the hooks are hit: a write-sealed memfd mapped
+ * PROT_EXEC must work under "any" and "sealed" alike, whatever moment the
+ * probes change, while the policy flips 200 times.
+ */
+TEST_F_TIMEOUT(memfd, arming_races_with_calls, 120)
+{
+	int fd = mfd_create("rksm_race", MFD_EXEC | MFD_ALLOW_SEALING), status;
+	static unsigned char page[PAGE_SIZE];
+	pid_t pid;
+
+	ASSERT_LE(0, fd);
+	memset(page, 0xc3, sizeof(page));
+	ASSERT_EQ(PAGE_SIZE, write(fd, page, PAGE_SIZE));
+	ASSERT_EQ(0, fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE));
+	fflush(stdout);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		for (;;) {
+			void *p = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+
+			if (p == MAP_FAILED)
+				_exit(1);
+			((void (*)(void))p)();
+			munmap(p, PAGE_SIZE);
+		}
+	}
+	for (int i = 0; i < 200; i++)
+		ASSERT_EQ(0, rksm_write("memfd_exec", i % 2 ? "any" : "sealed"));
+	kill(pid, SIGKILL);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		TH_LOG("the mapping child failed: status %#x", status);
+	close(fd);
+}
+
 /* ---- memfd_exec -------------------------------------------------------------------------- */
 
 /* Copy what is left of @src into @fd. 0, or -1. */
