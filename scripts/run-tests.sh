@@ -3,6 +3,9 @@
 # and count the TAP results. Prints "guest: N passed, N failed, N skipped"
 # and exits non-zero on any failure, splat or timeout.
 #   TESTS="sysfs_test ..."  run only these
+#   RKSM_TEST_MEM=MIB       guest memory (default 5120: scale_test's big case
+#                           holds 3 GiB of data)
+#   RKSM_TEST_TIMEOUT=S     power the guest off after S seconds (default 2400)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -48,7 +51,8 @@ fi
 cp "$RKSM_ROOT/tests/run-guest.sh" "$out/"
 
 set +e
-"$RKSM_ROOT/scripts/vm-run" -d "$out" --logs "$logs" -- sh run-guest.sh | tee "$logs/tap.txt"
+"$RKSM_ROOT/scripts/vm-run" --mem "${RKSM_TEST_MEM:-5120}" \
+	--timeout "${RKSM_TEST_TIMEOUT:-2400}" -d "$out" --logs "$logs" -- sh run-guest.sh | tee "$logs/tap.txt"
 vmrc=${PIPESTATUS[0]}
 set -e
 

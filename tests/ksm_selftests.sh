@@ -20,9 +20,9 @@ zero pages off|-Z -p 10 -z 0|
 zero pages on|-Z -p 10 -z 1|
 numa merge_across_nodes=1|-N -m 1|
 numa merge_across_nodes=0|-N -m 0|
-merge time|-P -s 32|
-merge time THP|-H -s 32|
-unmerge time|-D -s 32|
+merge time|-P -s 8|
+merge time THP|-H -s 8|
+unmerge time|-D -s 8|
 COW time|-C|
 '
 

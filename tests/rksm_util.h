@@ -448,6 +448,64 @@ static inline int rksm_wait_counts(unsigned long long shared,
 }
 
 /*
+ * For scans that take many seconds each: wait until pages_sharing reaches
+ * @sharing, printing the counters as TAP diagnostics every @every seconds.
+ * Gives up (-ETIMEDOUT, saying why) after @timeout seconds, after
+ * @max_scans full scans, when pages_sharing is above 0 but has not changed
+ * for 2 full scans (stuck short of the goal), or when neither pages_scanned
+ * nor full_scans moved for @stall seconds (the scanner is not running).
+ * Returns 0 or -ETIMEDOUT; *@c holds the last reading.
+ */
+static inline int rksm_wait_sharing(const char *what, unsigned long long sharing,
+				    double timeout, unsigned int max_scans,
+				    double stall, double every,
+				    struct rksm_counters *c)
+{
+	double t0 = rksm_now(), moved = t0, shown = t0;
+	unsigned long long f0 = rksm_get("full_scans");
+	unsigned long long last_f = f0, last_s = rksm_get("pages_scanned");
+	unsigned long long last_sharing = ~0ULL, changed_f = f0;
+	const char *why = NULL;
+
+	for (;;) {
+		double now;
+
+		rksm_counters_read(c);
+		now = rksm_now();
+		if (c->sharing >= sharing)
+			return 0;
+		if (c->full_scans != last_f || c->scanned != last_s) {
+			last_f = c->full_scans;
+			last_s = c->scanned;
+			moved = now;
+		}
+		if (c->sharing != last_sharing) {
+			last_sharing = c->sharing;
+			changed_f = c->full_scans;
+		}
+		if (c->sharing && c->full_scans >= changed_f + 2)
+			why = "pages_sharing stuck for 2 full scans";
+		else if (now - t0 > timeout)
+			why = "timeout";
+		else if (now - moved > stall)
+			why = "the scanner stalled";
+		else if (c->full_scans > f0 + max_scans)
+			why = "too many full scans";
+		if (why || now - shown >= every) {
+			shown = now;
+			printf("# %s: %5.1fs full_scans +%llu pages_scanned %llu shared %llu sharing %llu (want %llu)%s%s\n",
+			       what, now - t0, c->full_scans - f0, c->scanned,
+			       c->shared, c->sharing, sharing, why ? ": gave up, " : "",
+			       why ? why : "");
+			fflush(stdout);
+		}
+		if (why)
+			return -ETIMEDOUT;
+		rksm_msleep(50);
+	}
+}
+
+/*
  * Poll until pages_shared == @shared and pages_sharing == @sharing, without
  * waiting for scans (for when no process is left for the scanner to scan).
  * Returns 0 or -ETIMEDOUT; *@c holds the last reading.
@@ -622,6 +680,31 @@ static inline long rksm_smaps_field(pid_t pid, const void *addr, const char *fie
 }
 
 /*
+ * How many VMAs of process @pid lie in [@addr, @addr + @len) (whole or in
+ * part), from /proc/<pid>/maps. -1 on error.
+ */
+static inline long rksm_count_vmas(pid_t pid, const void *addr, size_t len)
+{
+	uintptr_t lo0 = (uintptr_t)addr, hi0 = lo0 + len;
+	char path[64], line[512];
+	long n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && lo < hi0 && hi > lo0)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/*
  * Free memory in kB, counting pages on the per-CPU free lists too (the
  * kernel keeps thousands of freed pages there, out of MemFree), after
  * folding the per-CPU vmstat deltas (/proc/sys/vm/stat_refresh). -1 on
@@ -686,6 +769,48 @@ static inline bool rksm_page_is(const void *page, uint64_t seed)
 	return true;
 }
 
+/*
+ * A cheaper content for big buffers: word w of the page for @seed is
+ * mix(seed) + w * K (seed 0: zeroes). mix is a bijection, so pages of two
+ * seeds differ in word 0; one multiply-add a word instead of a mix.
+ */
+#define RKSM_LITE_K 0x9e3779b97f4a7c15ULL
+
+static inline void rksm_fill_page_lite(void *page, uint64_t seed)
+{
+	uint64_t *p = page, base = seed ? rksm_mix(seed) : 0;
+	uint64_t step = seed ? RKSM_LITE_K : 0;
+
+	for (unsigned int w = 0; w < PAGE_SIZE / 8; w++)
+		p[w] = base + w * step;
+}
+
+static inline bool rksm_page_is_lite(const void *page, uint64_t seed)
+{
+	const uint64_t *p = page;
+	uint64_t base = seed ? rksm_mix(seed) : 0;
+	uint64_t step = seed ? RKSM_LITE_K : 0;
+
+	for (unsigned int w = 0; w < PAGE_SIZE / 8; w++)
+		if (p[w] != base + w * step)
+			return false;
+	return true;
+}
+
+/*
+ * How a seed becomes page contents. The kids use rksm_fill_page() and
+ * rksm_page_is() unless struct rksm_kids.content says otherwise.
+ */
+struct rksm_content {
+	const char *name;
+	void (*fill)(void *page, uint64_t seed);
+	bool (*is)(const void *page, uint64_t seed);
+};
+
+static const struct rksm_content rksm_content_lite = {
+	"lite", rksm_fill_page_lite, rksm_page_is_lite,
+};
+
 /* Seeds for "page @i, the same in every process" and "page @i of @who only". */
 static inline uint64_t rksm_seed_common(size_t i)
 {
@@ -707,7 +832,9 @@ static inline uint64_t rksm_seed_own(unsigned int who, size_t i, unsigned int ge
  * the test writes and the kids read. Kids die with their parent
  * (PR_SET_PDEATHSIG), so an aborted test leaves none behind.
  */
+#ifndef RKSM_MAX_KIDS	/* a test may define more before including this */
 #define RKSM_MAX_KIDS 12
+#endif
 
 struct rksm_kids;
 typedef long (*rksm_kid_fn)(struct rksm_kids *k, int slot, long arg);
@@ -723,6 +850,7 @@ struct rksm_kids {
 	char *volatile *kbuf;	/* shared: each slot's buffer now */
 	volatile uint64_t *seed;	/* shared: [slot * pages + i] */
 	volatile long *flag;	/* shared: a word for kid functions */
+	const struct rksm_content *content;	/* NULL: rksm_fill_page() */
 	pid_t pid[RKSM_MAX_KIDS];
 	bool direct[RKSM_MAX_KIDS];	/* a child of the test (else of a kid) */
 	int cmd[RKSM_MAX_KIDS][2];
@@ -767,6 +895,20 @@ static inline int rksm_kids_init(struct rksm_kids *k, size_t pages, int advice)
 			return -errno;
 	}
 	return 0;
+}
+
+/* Fill @page / check it for @seed, in the kids' content. */
+static inline void rksm_kid_fill_page(struct rksm_kids *k, void *page, uint64_t seed)
+{
+	if (k->content)
+		k->content->fill(page, seed);
+	else
+		rksm_fill_page(page, seed);
+}
+
+static inline bool rksm_kid_page_is(struct rksm_kids *k, const void *page, uint64_t seed)
+{
+	return k->content ? k->content->is(page, seed) : rksm_page_is(page, seed);
 }
 
 static inline volatile uint64_t *rksm_kid_seeds(struct rksm_kids *k, int slot)
@@ -883,19 +1025,33 @@ static inline int rksm_kid_recv(struct rksm_kids *k, int slot, long *res, double
 	}
 }
 
-/* Run @fn(@arg) in the kid in @slot. Returns its result, or RKSM_KID_FAILED. */
+/*
+ * Run @fn(@arg) in the kid in @slot, waiting up to @timeout seconds.
+ * Returns its result, or RKSM_KID_FAILED.
+ */
 #define RKSM_KID_FAILED (-0x7ffffffffffffff0L)
-static inline long rksm_kid_call(struct rksm_kids *k, int slot, rksm_kid_fn fn, long arg)
+static inline long rksm_kid_call_timeout(struct rksm_kids *k, int slot, rksm_kid_fn fn,
+					 long arg, double timeout)
 {
 	long r;
 
-	if (rksm_kid_send(k, slot, fn, arg) || rksm_kid_recv(k, slot, &r, 60))
+	if (rksm_kid_send(k, slot, fn, arg) || rksm_kid_recv(k, slot, &r, timeout))
 		return RKSM_KID_FAILED;
 	return r;
 }
 
-/* Run @fn(@arg) in kids 0..@n-1 in parallel. Returns the sum of results. */
-static inline long rksm_kids_call(struct rksm_kids *k, int n, rksm_kid_fn fn, long arg)
+/* Run @fn(@arg) in the kid in @slot. Returns its result, or RKSM_KID_FAILED. */
+static inline long rksm_kid_call(struct rksm_kids *k, int slot, rksm_kid_fn fn, long arg)
+{
+	return rksm_kid_call_timeout(k, slot, fn, arg, 60);
+}
+
+/*
+ * Run @fn(@arg) in kids 0..@n-1 in parallel, giving each @timeout seconds.
+ * Returns the sum of results, or RKSM_KID_FAILED.
+ */
+static inline long rksm_kids_call_timeout(struct rksm_kids *k, int n, rksm_kid_fn fn,
+					  long arg, double timeout)
 {
 	long sum = 0, r;
 
@@ -903,13 +1059,19 @@ static inline long rksm_kids_call(struct rksm_kids *k, int n, rksm_kid_fn fn, lo
 		if (rksm_kid_send(k, i, fn, arg))
 			return RKSM_KID_FAILED;
 	for (int i = 0; i < n; i++) {
-		if (rksm_kid_recv(k, i, &r, 60))
+		if (rksm_kid_recv(k, i, &r, timeout))
 			return RKSM_KID_FAILED;
 		if (r == RKSM_KID_FAILED)
 			return r;
 		sum += r;
 	}
 	return sum;
+}
+
+/* Run @fn(@arg) in kids 0..@n-1 in parallel. Returns the sum of results. */
+static inline long rksm_kids_call(struct rksm_kids *k, int n, rksm_kid_fn fn, long arg)
+{
+	return rksm_kids_call_timeout(k, n, fn, arg, 60);
 }
 
 /* Kill the kid in @slot (SIGKILL) and reap it if it is ours. */
@@ -946,8 +1108,8 @@ static inline long rksm_kid_sync(struct rksm_kids *k, int slot, long arg)
 		char *p = rksm_kid_page(k, slot, i);
 		uint64_t seed = rksm_kid_seeds(k, slot)[i];
 
-		if (!rksm_page_is(p, seed)) {
-			rksm_fill_page(p, seed);
+		if (!rksm_kid_page_is(k, p, seed)) {
+			rksm_kid_fill_page(k, p, seed);
 			written++;
 		}
 	}
@@ -959,7 +1121,7 @@ static inline long rksm_kid_fill(struct rksm_kids *k, int slot, long arg)
 {
 	(void)arg;
 	for (size_t i = 0; i < k->pages; i++)
-		rksm_fill_page(rksm_kid_page(k, slot, i), rksm_kid_seeds(k, slot)[i]);
+		rksm_kid_fill_page(k, rksm_kid_page(k, slot, i), rksm_kid_seeds(k, slot)[i]);
 	return k->pages;
 }
 
@@ -970,7 +1132,7 @@ static inline long rksm_kid_verify(struct rksm_kids *k, int slot, long arg)
 
 	(void)arg;
 	for (size_t i = 0; i < k->pages; i++)
-		if (!rksm_page_is(rksm_kid_page(k, slot, i), rksm_kid_seeds(k, slot)[i]))
+		if (!rksm_kid_page_is(k, rksm_kid_page(k, slot, i), rksm_kid_seeds(k, slot)[i]))
 			bad++;
 	return bad;
 }
@@ -1032,6 +1194,29 @@ static inline int rksm_kids_start(struct rksm_kids *k, int n)
 			return -EIO;
 	}
 	for (int i = 0; i < n; i++)
+		if (rksm_kid_call(k, i, rksm_kid_madvise, MADV_MERGEABLE))
+			return -EIO;
+	return 0;
+}
+
+/*
+ * rksm_kids_start() for big buffers: spawn kids @first..@first+@n-1, have
+ * them fill their buffers in parallel (@timeout seconds), then opt in with
+ * MADV_MERGEABLE in slot order. Returns 0 or -errno.
+ */
+static inline int rksm_kids_start_range(struct rksm_kids *k, int first, int n,
+					double timeout)
+{
+	long r;
+
+	for (int i = first; i < first + n; i++)
+		if (rksm_kid_spawn(k, i) < 0 ||
+		    rksm_kid_send(k, i, rksm_kid_fill, 0))
+			return -ECHILD;
+	for (int i = first; i < first + n; i++)
+		if (rksm_kid_recv(k, i, &r, timeout) || r != (long)k->pages)
+			return -EIO;
+	for (int i = first; i < first + n; i++)
 		if (rksm_kid_call(k, i, rksm_kid_madvise, MADV_MERGEABLE))
 			return -EIO;
 	return 0;
