@@ -63,6 +63,15 @@ pub(crate) const MERGE_CONTENDED: c_int = 4;
 /// [`rksm_replace_pte`]: a large folio could not be split.
 pub(crate) const MERGE_LARGE: c_int = 5;
 
+/// [`rksm_memfd_hooks_register`]: the `memfd_alloc_file` hook (`memfd_noexec`) is in place.
+pub(crate) const MEMFD_HOOK_CREATE: c_uint = 1;
+/// [`rksm_memfd_hooks_register`]: the three `security_*` hooks (`memfd_exec`) are in place.
+pub(crate) const MEMFD_HOOK_RUN: c_uint = 2;
+/// A memfd hook saw an execution of a memfd.
+pub(crate) const MEMFD_EXEC: c_int = 0;
+/// A memfd hook saw a `memfd_create` of an executable memfd.
+pub(crate) const MEMFD_CREATE: c_int = 3;
+
 /// `struct rksm_hit`: one present PTE found by [`rksm_scan_ptes`].
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -303,4 +312,36 @@ extern "C" {
     ///
     /// [`rksm_ksm_watch_start`] was called; nothing calls [`rksm_ksm_run`] any more.
     pub(crate) fn rksm_ksm_watch_stop();
+
+    /// Places the memfd hooks' kprobes; returns which are in place (`MEMFD_HOOK_*` bits) and
+    /// logs each one that cannot be placed, and why. From then on the probes call
+    /// `rksm_memfd_on_create` and `rksm_memfd_on_run` (`src/memfd.rs`).
+    ///
+    /// # Safety
+    ///
+    /// Process context. Not called again before [`rksm_memfd_hooks_unregister`].
+    pub(crate) fn rksm_memfd_hooks_register() -> c_uint;
+    /// Removes every kprobe [`rksm_memfd_hooks_register`] placed, and waits until no handler
+    /// runs any more.
+    ///
+    /// # Safety
+    ///
+    /// Process context; [`rksm_memfd_hooks_register`] was called and this was not called since.
+    pub(crate) fn rksm_memfd_hooks_unregister();
+    /// Arms (`on`) or disarms the three run probes (`MEMFD_HOOK_RUN`), which are placed
+    /// disarmed; 0 or a negative errno, and then they are left as they were. Does nothing if
+    /// they are not placed.
+    ///
+    /// # Safety
+    ///
+    /// Process context (it sleeps). Calls are serialized, and none runs concurrently with
+    /// [`rksm_memfd_hooks_register`] or [`rksm_memfd_hooks_unregister`].
+    pub(crate) fn rksm_memfd_hooks_arm(on: bool) -> c_int;
+    /// Logs one rate-limited line about a refusal (`what`: an `RKSM_MEMFD_*` value of
+    /// `shim.h`) under the policy value `policy`, with the current task's pid and comm.
+    ///
+    /// # Safety
+    ///
+    /// None beyond a valid `what`: any context may call it, atomic and int3 context too.
+    pub(crate) fn rksm_memfd_log_refusal(what: c_int, policy: c_uint);
 }

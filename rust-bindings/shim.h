@@ -33,6 +33,16 @@ struct rksm_hit {
 #define RKSM_MERGE_CONTENDED	4 /* folio lock held by someone else */
 #define RKSM_MERGE_LARGE	5 /* the page is part of a large folio that could not be split */
 
+/* rksm_memfd_hooks_register(): which hooks are in place (a bit mask) */
+#define RKSM_MEMFD_HOOK_CREATE	1 /* memfd_alloc_file: memfd_noexec */
+#define RKSM_MEMFD_HOOK_RUN	2 /* security_bprm_check, _mmap_file, _file_mprotect: memfd_exec */
+
+/* What a memfd hook saw: rksm_memfd_on_run(@what), rksm_memfd_log_refusal(@what) */
+#define RKSM_MEMFD_EXEC		0 /* execve, execveat, fexecve of a memfd */
+#define RKSM_MEMFD_MMAP		1 /* mmap of a memfd with PROT_EXEC */
+#define RKSM_MEMFD_MPROTECT	2 /* mprotect adding PROT_EXEC to a mapping of a memfd */
+#define RKSM_MEMFD_CREATE	3 /* memfd_create of an executable memfd */
+
 /* Every function the C files here export to the Rust side (declared again in ffi.rs). */
 struct file;
 struct mm_struct;
@@ -94,6 +104,10 @@ int rksm_page_mapcount(struct page *page);
 bool rksm_stable_page_free(struct file *file, unsigned long index, struct page *page);
 bool rksm_module_get(void);
 void rksm_module_put(void);
+unsigned int rksm_memfd_hooks_register(void);
+void rksm_memfd_hooks_unregister(void);
+int rksm_memfd_hooks_arm(bool on);
+void rksm_memfd_log_refusal(int what, unsigned int policy);
 
 /* C-only: shared between the C files, not called from Rust. */
 pte_t *rksm_pte_lock(struct mm_struct *mm, unsigned long addr, spinlock_t **ptl);

@@ -38,6 +38,11 @@ if [ -z "${TESTS:-}" ] || grep -qw ksm_selftests <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-ksm-selftests.sh" "$out"
 	cp "$RKSM_ROOT/tests/ksm_selftests.sh" "$out/"
 fi
+# The kernel's own memfd test: its noexec cases against rksm's memfd_noexec.
+if [ -z "${TESTS:-}" ] || grep -qw memfd_selftests <<<"$TESTS"; then
+	"$RKSM_ROOT/scripts/build-memfd-selftests.sh" "$out"
+	cp "$RKSM_ROOT/tests/memfd_selftests.sh" "$out/"
+fi
 # The benchmark's smoke run (static, for the guest).
 if [ -z "${TESTS:-}" ] || grep -qw bench_smoke <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-bench.sh" "$out"

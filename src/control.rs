@@ -21,16 +21,59 @@
 //! 3. `state`: innermost, held for a few loads and stores only. Never held across a round, a
 //!    wait for `rksmd`, an mmap lock or a read of KSM's `run`; the [`CondVar`] waits release it.
 //!
+//! `memfd_write` serializes writes of the two memfd knobs, across arming the memfd hooks (which
+//! sleeps); it nests outside `state` and is independent of `run_write` and `round`.
+//!
 //! sysfs reads take `state` alone, so they never wait for a round.
+//!
+//! # The memfd policy
+//!
+//! `memfd_noexec` and `memfd_exec` are knobs like the others, but the hooks that apply them
+//! (`src/memfd.rs`) run in any process, in atomic context, where no mutex may be taken. So
+//! `Control` also publishes those two values in atomics it alone writes (under `state`), and
+//! the hooks read them with [`memfd_noexec`] and [`memfd_exec`].
 
 use kernel::prelude::*;
+use kernel::sync::atomic::{Acquire, Atomic, Release};
 use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, CondVarTimeoutResult, Mutex, MutexGuard};
 use kernel::time::{msecs_to_jiffies, Jiffies};
 
 use crate::ffi;
-use crate::knobs::{KnobId, Snapshot, KNOBS, RUN_MERGE, RUN_STOP, RUN_UNMERGE};
+use crate::knobs::{
+    Kind, KnobId, Snapshot, KNOBS, MEMFD_EXEC_ANY, RUN_MERGE, RUN_STOP, RUN_UNMERGE,
+};
+use crate::memfd;
 
 const KNOB_COUNT: usize = KNOBS.len();
+
+/// `memfd_noexec`, published for the hooks.
+///
+/// # Invariants
+///
+/// Written only by [`Control`], under its `state` lock, right after the knob's value there; so
+/// while `state` is not held, it equals the knob (the default until the first write).
+static MEMFD_NOEXEC: Atomic<u64> = Atomic::new(0);
+/// `memfd_exec`, published for the hooks; the same invariant as [`MEMFD_NOEXEC`].
+static MEMFD_EXEC: Atomic<u64> = Atomic::new(0);
+
+/// The value of `memfd_noexec`, lock-free: the hooks call this in atomic context.
+pub(crate) fn memfd_noexec() -> u64 {
+    MEMFD_NOEXEC.load(Acquire)
+}
+
+/// The value of `memfd_exec` (a `knobs::MEMFD_EXEC_*` value), lock-free.
+pub(crate) fn memfd_exec() -> u64 {
+    MEMFD_EXEC.load(Acquire)
+}
+
+/// Publishes knob `id`'s new value to the hooks, if they read it.
+fn publish(id: usize, value: u64) {
+    if id == KnobId::MemfdNoexec as usize {
+        MEMFD_NOEXEC.store(value, Release);
+    } else if id == KnobId::MemfdExec as usize {
+        MEMFD_EXEC.store(value, Release);
+    }
+}
 
 /// Everything the `state` mutex protects.
 ///
@@ -40,9 +83,13 @@ const KNOB_COUNT: usize = KNOBS.len();
 /// - `unmerge_served <= unmerge_asked`.
 /// - `run` (in `values`) is 2 only if `rksmd` served an unmerge request made after `run` was
 ///   last 1, and `run` has not been 1 since.
+/// - A knob marked in `unsupported` holds its default.
 struct State {
     /// Knob values, indexed by [`KnobId`].
     values: [u64; KNOB_COUNT],
+    /// Knobs whose hook could not be placed on this kernel (bit `1 << KnobId`): they refuse any
+    /// value but their default with `EOPNOTSUPP`, rather than accept one and do nothing.
+    unsupported: u32,
     /// A knob changed since `rksmd` last looked: it starts a round now, not after its sleep.
     kicked: bool,
     /// Unmerge requests made (one per `run=2` write) ...
@@ -147,6 +194,9 @@ pub(crate) struct Control {
     /// Held by `rksmd` across a round or an unmerge of everything.
     #[pin]
     round: Mutex<()>,
+    /// Serializes writes of `memfd_noexec` and `memfd_exec`, with the arming of the hooks.
+    #[pin]
+    memfd_write: Mutex<()>,
     #[pin]
     state: Mutex<State>,
     /// `rksmd` waits here: kicks, unmerge requests, module unload.
@@ -161,13 +211,18 @@ pub(crate) struct Control {
 impl Control {
     /// Every knob at its default. Called once per module load, from module init.
     pub(crate) fn new() -> Result<Arc<Self>> {
+        for (id, knob) in KNOBS.iter().enumerate() {
+            publish(id, knob.default);
+        }
         Arc::pin_init(
             pin_init!(Self {
                 run_write <- new_mutex!((), "rksm_run_write"),
                 round <- new_mutex!((), "rksm_round"),
+                memfd_write <- new_mutex!((), "rksm_memfd_write"),
                 state <- new_mutex!(
                     State {
                         values: KNOBS.map(|k| k.default),
+                        unsupported: 0,
                         kicked: false,
                         unmerge_asked: 0,
                         unmerge_served: 0,
@@ -183,24 +238,69 @@ impl Control {
         )
     }
 
-    /// The value of knob `idx` (a [`KnobId`]), or `None` past the last knob.
-    pub(crate) fn knob(&self, idx: usize) -> Option<u64> {
-        self.state.lock().values.get(idx).copied()
+    /// The value of knob `idx` (a [`KnobId`]) and what it holds, or `None` past the last knob.
+    pub(crate) fn knob(&self, idx: usize) -> Option<(u64, Kind)> {
+        let value = self.state.lock().values.get(idx).copied()?;
+        Some((value, KNOBS.get(idx)?.kind))
+    }
+
+    /// Marks knob `id` as one whose hook could not be placed: from now on it refuses any value
+    /// but its default with `EOPNOTSUPP`. Called from module init, before sysfs exists.
+    pub(crate) fn set_unsupported(&self, id: KnobId) {
+        let mut state = self.state.lock();
+        // INVARIANT: No write has happened yet (sysfs does not exist): the knob holds its
+        // default.
+        state.unsupported |= 1 << (id as u32);
     }
 
     /// Sets knob `idx` (a [`KnobId`]) to `value`, as `knobs::parse` read it; a value out of
-    /// the knob's range is `EINVAL` and changes nothing.
+    /// the knob's range is `EINVAL` and changes nothing, and so is `EOPNOTSUPP` for a value
+    /// other than the default of a knob whose hook could not be placed.
     pub(crate) fn store(&self, idx: usize, value: u64) -> Result {
-        if !KNOBS.get(idx).is_some_and(|k| k.kind.accepts(value)) {
+        let spec = KNOBS.get(idx).ok_or(EINVAL)?;
+        if !spec.kind.accepts(value) {
             return Err(EINVAL);
         }
         if idx == KnobId::Run as usize {
             return self.set_run(value);
         }
+        let memfd = idx == KnobId::MemfdNoexec as usize || idx == KnobId::MemfdExec as usize;
+        let _memfd_writer = memfd.then(|| self.memfd_write.lock());
         let mut state = self.state.lock();
+        let unsupported = u32::try_from(idx)
+            .ok()
+            .and_then(|i| 1u32.checked_shl(i))
+            .is_some_and(|bit| state.unsupported & bit != 0);
+        if unsupported && value != spec.default {
+            return Err(EOPNOTSUPP);
+        }
         let knob = state.values.get_mut(idx).ok_or(EINVAL)?;
-        // INVARIANT: `value` is in the knob's range, checked above.
+        let old = *knob;
+        // INVARIANT: `value` is in the knob's range, checked above, and is the default if the
+        // knob is unsupported.
         *knob = value;
+        // INVARIANT: Published under `state`, right after the knob changed.
+        publish(idx, value);
+        if memfd {
+            // Nothing for rksmd. The run hooks are armed while `memfd_exec` is not `any`; the
+            // new value is already published, so by the time the write returns it is enforced.
+            // `memfd_write` keeps another write from arming in between.
+            drop(state);
+            if idx != KnobId::MemfdExec as usize {
+                return Ok(());
+            }
+            if let Err(e) = memfd::arm_run_hooks(value != MEMFD_EXEC_ANY) {
+                // The probes stay as they were: so does the knob.
+                let mut state = self.state.lock();
+                if let Some(knob) = state.values.get_mut(idx) {
+                    // INVARIANT: `old` was the knob's value, and is published with it.
+                    *knob = old;
+                    publish(idx, old);
+                }
+                return Err(e);
+            }
+            return Ok(());
+        }
         // Let a sleeping rksmd pick up a new pace at once.
         state.kicked = true;
         drop(state);

@@ -10,6 +10,7 @@
 
 mod intervals;
 mod knobs;
+mod memfd_policy;
 #[path = "engine/pass.rs"]
 mod pass;
 mod smart_scan;

@@ -8,6 +8,7 @@
 //! workspace unit-tests it (`cargo test`).
 
 use core::ffi::CStr;
+use core::fmt::{self, Write};
 
 /// What a knob accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +22,9 @@ pub(crate) enum Kind {
     },
     /// A boolean, as `kstrtobool` reads it (`1/0`, `y/n`, `on/off`); stored as 1 or 0.
     Bool,
+    /// One word of a list, as KSM's `advisor_mode` takes it; stored as the word's index. It
+    /// reads back as every word, the active one in brackets: `[any] sealed none`.
+    Choice(&'static [&'static str]),
 }
 
 impl Kind {
@@ -29,6 +33,7 @@ impl Kind {
         match self {
             Kind::Number { min, max } => (min..=max).contains(&value),
             Kind::Bool => value <= 1,
+            Kind::Choice(words) => usize::try_from(value).is_ok_and(|i| i < words.len()),
         }
     }
 }
@@ -65,6 +70,10 @@ pub(crate) enum KnobId {
     StableNodeChainsPruneMillisecs,
     /// Merge pages across NUMA nodes (only 1 makes a difference without NUMA).
     MergeAcrossNodes,
+    /// The system-wide floor under `vm.memfd_noexec` (0, 1 or 2): see `src/memfd.rs`.
+    MemfdNoexec,
+    /// When a memfd's content may run: [`MEMFD_EXEC_WORDS`].
+    MemfdExec,
 }
 
 /// `run` values.
@@ -76,8 +85,17 @@ pub(crate) const RUN_UNMERGE: u64 = 2;
 
 const U32_MAX: u64 = u32::MAX as u64;
 
+/// `memfd_exec`: a memfd may always run.
+pub(crate) const MEMFD_EXEC_ANY: u64 = 0;
+/// `memfd_exec`: only while it is sealed against writes.
+pub(crate) const MEMFD_EXEC_SEALED: u64 = 1;
+/// `memfd_exec`: never.
+pub(crate) const MEMFD_EXEC_NONE: u64 = 2;
+/// The words of `memfd_exec`, indexed by the `MEMFD_EXEC_*` values.
+pub(crate) const MEMFD_EXEC_WORDS: &[&str] = &["any", "sealed", "none"];
+
 /// Every knob, indexed by [`KnobId`].
-pub(crate) const KNOBS: [Knob; 8] = [
+pub(crate) const KNOBS: [Knob; 10] = [
     Knob {
         name: c"run",
         default: RUN_STOP,
@@ -130,6 +148,16 @@ pub(crate) const KNOBS: [Knob; 8] = [
         default: 1,
         kind: Kind::Number { min: 0, max: 1 },
     },
+    Knob {
+        name: c"memfd_noexec",
+        default: 0,
+        kind: Kind::Number { min: 0, max: 2 },
+    },
+    Knob {
+        name: c"memfd_exec",
+        default: MEMFD_EXEC_ANY,
+        kind: Kind::Choice(MEMFD_EXEC_WORDS),
+    },
 ];
 
 /// The knob values one scan round works with, read once at its start, so a round never sees
@@ -173,17 +201,42 @@ pub(crate) struct Invalid;
 /// Parses what userspace wrote to a knob of `kind`.
 ///
 /// Accepts one optional trailing newline, as `echo` adds. Rejects empty input, signs other than a
-/// leading `+`, overflow, values out of range, and anything trailing.
+/// leading `+`, overflow, values out of range, and anything trailing. A [`Kind::Choice`] takes
+/// exactly one of its words (not its index, not the bracketed read-back).
 pub(crate) fn parse(kind: Kind, input: &[u8]) -> Result<u64, Invalid> {
     let input = input.strip_suffix(b"\n").unwrap_or(input);
     match kind {
         Kind::Bool => parse_bool(input),
+        Kind::Choice(words) => words
+            .iter()
+            .position(|w| w.as_bytes() == input)
+            .and_then(|i| u64::try_from(i).ok())
+            .ok_or(Invalid),
         Kind::Number { min, max } => {
             let value = parse_decimal(input)?;
             if value < min || value > max {
                 return Err(Invalid);
             }
             Ok(value)
+        }
+    }
+}
+
+/// Writes what a read of a knob of `kind` holding `value` returns, newline included: the number,
+/// or for a [`Kind::Choice`] every word with the active one in brackets (`[any] sealed none`).
+pub(crate) fn show(kind: Kind, value: u64, out: &mut impl Write) -> fmt::Result {
+    match kind {
+        Kind::Number { .. } | Kind::Bool => writeln!(out, "{value}"),
+        Kind::Choice(words) => {
+            for (i, word) in words.iter().enumerate() {
+                let sep = if i == 0 { "" } else { " " };
+                if u64::try_from(i).is_ok_and(|i| i == value) {
+                    write!(out, "{sep}[{word}]")?;
+                } else {
+                    write!(out, "{sep}{word}")?;
+                }
+            }
+            writeln!(out)
         }
     }
 }
@@ -289,6 +342,77 @@ mod tests {
         }
     }
 
+    const WORDS: Kind = Kind::Choice(&["any", "sealed", "none"]);
+
+    fn shown(kind: Kind, value: u64) -> String {
+        let mut s = String::new();
+        show(kind, value, &mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn choices_take_exactly_one_word() {
+        assert_eq!(parse(WORDS, b"any"), Ok(0));
+        assert_eq!(parse(WORDS, b"sealed\n"), Ok(1));
+        assert_eq!(parse(WORDS, b"none"), Ok(2));
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"0",
+            b"1",
+            b"Any",
+            b"ANY",
+            b"[any]",
+            b"any sealed",
+            b" any",
+            b"any ",
+            b"any\n\n",
+            b"sealedx",
+            b"seal",
+            b"nonee",
+        ] {
+            assert_eq!(parse(WORDS, bad), Err(Invalid), "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn choices_read_back_like_advisor_mode() {
+        assert_eq!(shown(WORDS, 0), "[any] sealed none\n");
+        assert_eq!(shown(WORDS, 1), "any [sealed] none\n");
+        assert_eq!(shown(WORDS, 2), "any sealed [none]\n");
+        assert_eq!(shown(num(0, 2), 2), "2\n");
+        assert_eq!(shown(Kind::Bool, 1), "1\n");
+        // What a read shows, a write of the bracketed word takes back.
+        for v in 0..3 {
+            let text = shown(WORDS, v);
+            let word = text.split('[').nth(1).unwrap().split(']').next().unwrap();
+            assert_eq!(parse(WORDS, word.as_bytes()), Ok(v));
+        }
+    }
+
+    #[test]
+    fn choices_accept_only_their_indices() {
+        assert!(WORDS.accepts(0));
+        assert!(WORDS.accepts(2));
+        assert!(!WORDS.accepts(3));
+        assert!(!WORDS.accepts(u64::MAX));
+    }
+
+    #[test]
+    fn memfd_knobs() {
+        let noexec = &KNOBS[KnobId::MemfdNoexec as usize];
+        assert_eq!(noexec.name, c"memfd_noexec");
+        assert_eq!(noexec.default, 0);
+        assert_eq!(parse(noexec.kind, b"2\n"), Ok(2));
+        assert_eq!(parse(noexec.kind, b"3"), Err(Invalid));
+        let exec = &KNOBS[KnobId::MemfdExec as usize];
+        assert_eq!(exec.name, c"memfd_exec");
+        assert_eq!(exec.default, MEMFD_EXEC_ANY);
+        assert_eq!(shown(exec.kind, exec.default), "[any] sealed none\n");
+        assert_eq!(parse(exec.kind, b"sealed"), Ok(MEMFD_EXEC_SEALED));
+        assert_eq!(parse(exec.kind, b"none"), Ok(MEMFD_EXEC_NONE));
+    }
+
     #[test]
     fn default_snapshot_has_the_defaults() {
         let s = Snapshot::default();
@@ -307,7 +431,11 @@ mod tests {
         );
         assert_eq!(KNOBS[KnobId::SleepMillisecs as usize].default, 20);
         for knob in &KNOBS {
-            let text = format!("{}\n", knob.default);
+            let text = shown(knob.kind, knob.default);
+            let text = match knob.kind {
+                Kind::Choice(words) => format!("{}\n", words[knob.default as usize]),
+                _ => text,
+            };
             assert_eq!(
                 parse(knob.kind, text.as_bytes()),
                 Ok(knob.default),

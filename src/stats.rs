@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The read-only files of `/sys/kernel/mm/rksm`: KSM's counters, same names and meaning, plus
-//! rksm's own (THP and merge failures by reason).
+//! rksm's own (THP, merge failures by reason, and the memfd hooks' counts).
+//!
+//! The counters are atomics: the memfd hooks add to them in atomic context.
 
 use kernel::sync::atomic::{Atomic, Relaxed};
 
@@ -42,9 +44,19 @@ pub(crate) enum Stat {
     /// Bytes of memory the engine's metadata takes: records, tree entries and nodes, as
     /// allocated (capacity, not length).
     MetadataBytes,
+    /// memfds `memfd_create` went on to create executable (cumulative; `src/memfd.rs`).
+    MemfdCreatedExec,
+    /// memfds `memfd_create` went on to create noexec-sealed (cumulative).
+    MemfdCreatedNoexec,
+    /// `memfd_create` calls rksm refused: `MFD_EXEC` under `memfd_noexec=2` (cumulative).
+    MemfdCreateRefused,
+    /// Executions of a memfd rksm refused (cumulative).
+    MemfdExecRefused,
+    /// `PROT_EXEC` mappings of a memfd rksm refused, by `mmap` or `mprotect` (cumulative).
+    MemfdMmapExecRefused,
 }
 
-const STAT_COUNT: usize = Stat::MetadataBytes as usize + 1;
+const STAT_COUNT: usize = Stat::MemfdMmapExecRefused as usize + 1;
 
 static STATS: [Atomic<i64>; STAT_COUNT] = [const { Atomic::new(0) }; STAT_COUNT];
 
@@ -112,7 +124,7 @@ macro_rules! counter {
 }
 
 /// Every counter file, in the order they are created.
-pub(crate) const COUNTERS: [CounterFile; 18] = [
+pub(crate) const COUNTERS: [CounterFile; 23] = [
     counter!(c"pages_scanned", PagesScanned),
     counter!(c"pages_shared", PagesShared),
     counter!(c"pages_sharing", PagesSharing),
@@ -137,4 +149,9 @@ pub(crate) const COUNTERS: [CounterFile; 18] = [
     counter!(c"merge_fail_contended", MergeFailContended),
     counter!(c"pages_tracked", Records),
     counter!(c"metadata_bytes", MetadataBytes),
+    counter!(c"memfd_created_exec", MemfdCreatedExec),
+    counter!(c"memfd_created_noexec", MemfdCreatedNoexec),
+    counter!(c"memfd_create_refused", MemfdCreateRefused),
+    counter!(c"memfd_exec_refused", MemfdExecRefused),
+    counter!(c"memfd_mmap_exec_refused", MemfdMmapExecRefused),
 ];

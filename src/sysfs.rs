@@ -75,7 +75,7 @@ impl Drop for Registration {
 
 fn show(control: &Control, idx: usize, out: &mut Formatter<'_>) -> Result {
     let r = match control.knob(idx) {
-        Some(value) => writeln!(out, "{value}"),
+        Some((value, kind)) => knobs::show(kind, value, out),
         None => {
             let counter = idx
                 .checked_sub(KNOB_COUNT)

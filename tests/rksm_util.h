@@ -96,6 +96,58 @@ static inline int rksm_read(const char *name, unsigned long long *v)
 	return 0;
 }
 
+/* Read the text of knob @name (newline included) into @buf. Returns 0 or -errno. */
+static inline int rksm_read_str(const char *name, char *buf, size_t size)
+{
+	char path[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", RKSM_DIR, name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -EIO;
+	buf[n] = 0;
+	return 0;
+}
+
+/*
+ * The kernel log from now on: rksm_kmsg_open() skips what is there, then
+ * rksm_kmsg_find() looks for @needle in what was logged since.
+ */
+static inline int rksm_kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd >= 0)
+		lseek(fd, 0, SEEK_END);
+	return fd;
+}
+
+static inline bool rksm_kmsg_find(int fd, const char *needle)
+{
+	char rec[2048];
+	bool found = false;
+	ssize_t n;
+
+	/* One record per read; EAGAIN at the end, EPIPE if records were overwritten. */
+	while ((n = read(fd, rec, sizeof(rec) - 1)) != 0) {
+		if (n < 0) {
+			if (errno == EPIPE)
+				continue;
+			break;
+		}
+		rec[n] = 0;
+		if (strstr(rec, needle))
+			found = true;
+	}
+	return found;
+}
+
 /* Value of knob or counter @name, or ~0ULL if it cannot be read. */
 static inline unsigned long long rksm_get(const char *name)
 {
@@ -164,17 +216,23 @@ static inline long rksm_cpu_ticks(pid_t pid)
 	return ut + st;
 }
 
-/* Load the module at @path. 0, or -errno. */
-static inline int rksm_load_module(const char *path)
+/* Load the module at @path with module parameters @params ("" for none). 0, or -errno. */
+static inline int rksm_load_module_params(const char *path, const char *params)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	int ret;
 
 	if (fd < 0)
 		return -errno;
-	ret = syscall(SYS_finit_module, fd, "", 0) ? -errno : 0;
+	ret = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
 	close(fd);
 	return ret;
+}
+
+/* Load the module at @path. 0, or -errno. */
+static inline int rksm_load_module(const char *path)
+{
+	return rksm_load_module_params(path, "");
 }
 
 /* Unload module @name without waiting. 0, or -errno (-EWOULDBLOCK while in use). */

@@ -22,6 +22,7 @@ static const char *const bad_u32[] = { "4294967296", NULL };
 static const char *const bad_sharing[] = { "0", "1", "2147483648", NULL };
 static const char *const bad_bool[] = { "2", "yes", "-0", NULL };
 static const char *const bad_nodes[] = { "2", NULL };
+static const char *const bad_noexec[] = { "3", "4294967296", NULL };
 
 static const struct knob knobs[] = {
 	{ "run", 0, 0, bad_run }, /* run itself is tested below */
@@ -32,6 +33,7 @@ static const struct knob knobs[] = {
 	{ "smart_scan", 1, 0, bad_bool },
 	{ "stable_node_chains_prune_millisecs", 2000, 100, bad_u32 },
 	{ "merge_across_nodes", 1, 1, bad_nodes },
+	{ "memfd_noexec", 0, 1, bad_noexec },
 };
 
 /* Invalid for every knob. (An empty write never reaches the kernel.) */
@@ -93,6 +95,26 @@ TEST(accepts_what_ksm_accepts)
 	EXPECT_EQ(0, rksm_write("max_page_sharing", "256"));
 }
 
+/* A word knob reads back like KSM's advisor_mode; a number is not a word. */
+TEST(word_knob_reads_back_with_brackets)
+{
+	char buf[64];
+
+	ASSERT_EQ(0, rksm_read_str("memfd_exec", buf, sizeof(buf)));
+	EXPECT_STREQ("[any] sealed none\n", buf);
+	ASSERT_EQ(0, rksm_write("memfd_exec", "none\n"));
+	ASSERT_EQ(0, rksm_read_str("memfd_exec", buf, sizeof(buf)));
+	EXPECT_STREQ("any sealed [none]\n", buf);
+	for (const char *const *b = bad_all; *b; b++) {
+		EXPECT_EQ(-EINVAL, rksm_write("memfd_exec", *b)) TH_LOG("'%s'", *b);
+	}
+	EXPECT_EQ(-EINVAL, rksm_write("memfd_exec", "0"));
+	EXPECT_EQ(-EINVAL, rksm_write("memfd_exec", "[none]"));
+	ASSERT_EQ(0, rksm_read_str("memfd_exec", buf, sizeof(buf)));
+	EXPECT_STREQ("any sealed [none]\n", buf);
+	ASSERT_EQ(0, rksm_write("memfd_exec", "any"));
+}
+
 TEST(writes_are_root_only)
 {
 	pid_t pid = fork();
@@ -151,7 +173,8 @@ TEST(counters_exist_and_are_read_only)
 		"stable_node_dups", "general_profit", "ksm_zero_pages", "pages_tracked",
 		"metadata_bytes",
 		"thp_pages_skipped", "thp_split", "merge_fail_pinned", "merge_fail_changed",
-		"merge_fail_contended",
+		"merge_fail_contended", "memfd_created_exec", "memfd_created_noexec",
+		"memfd_create_refused", "memfd_exec_refused", "memfd_mmap_exec_refused",
 	};
 
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
