@@ -207,7 +207,7 @@ TEST(counters_exist_and_are_read_only)
  */
 #define RACE_KIDS 2
 #define RACE_PAGES 64
-#define RACE_ROUNDS 16
+#define RACE_ROUNDS 8	/* the old, unserialized code failed in round 0 */
 #define RACE_HOGS 2
 
 FIXTURE(run_race) {
