@@ -24,6 +24,10 @@ use crate::stable::StablePage;
 /// tenant with very many identical pages) from costing a lookup more than a constant.
 const CHAIN_LOOKS: usize = 4;
 
+/// How many of a reverse map's newest records a new merge is checked against, to record a
+/// re-merge at one place once without a search of the whole map.
+const RMAP_RECENT: usize = 4;
+
 /// A stable page in the stable tree.
 pub(crate) struct StableNode {
     pub(crate) page: StablePage,
@@ -37,7 +41,7 @@ impl StableNode {
     /// Records a merge into this page, once.
     pub(crate) fn add_mapping(&mut self, loc: Loc) {
         // The newest records sit at the end: a re-merge at one place finds itself there.
-        if self.rmap.iter().rev().take(CHAIN_LOOKS).any(|l| *l == loc) {
+        if self.rmap.iter().rev().take(RMAP_RECENT).any(|l| *l == loc) {
             return;
         }
         // Without memory the record is missing; run=2's sweep still finds the mapping.
