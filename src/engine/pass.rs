@@ -82,6 +82,15 @@ pub(crate) fn find(sorted: &[Record], addr: usize) -> Option<usize> {
     sorted.binary_search_by_key(&addr, |r| r.addr).ok()
 }
 
+/// Clears IN_UNSTABLE on the record of `addr` in `sorted`: `None` if there is no such record,
+/// else whether the flag was set.
+pub(crate) fn take_unstable(sorted: &mut [Record], addr: usize) -> Option<bool> {
+    let r = find(sorted, addr).and_then(|i| sorted.get_mut(i))?;
+    let was = r.unshared();
+    r.flags &= !IN_UNSTABLE;
+    Some(was)
+}
+
 /// Whether `records` is sorted by strictly increasing address.
 #[cfg(test)]
 pub(crate) fn is_sorted(records: &[Record]) -> bool {
@@ -179,6 +188,16 @@ mod tests {
                 prop_assert_eq!(find(&v, r.addr + 1), None);
             }
         }
+    }
+
+    #[test]
+    fn take_unstable_clears_the_flag_once() {
+        let mut v = vec![rec(0, IN_UNSTABLE | STABLE_MERGED), rec(4096, 0)];
+        assert_eq!(take_unstable(&mut v, 0), Some(true));
+        assert_eq!(v[0].flags, STABLE_MERGED);
+        assert_eq!(take_unstable(&mut v, 0), Some(false));
+        assert_eq!(take_unstable(&mut v, 4096), Some(false));
+        assert_eq!(take_unstable(&mut v, 8192), None);
     }
 
     #[test]

@@ -96,26 +96,19 @@ impl PassState {
 
     /// Clears IN_UNSTABLE on the previous pass's record of `addr`; whether it was set.
     pub(crate) fn take_prev_unstable(&mut self, addr: usize) -> bool {
-        let Some(r) = pass::find(&self.prev, addr).and_then(|i| self.prev.get_mut(i)) else {
-            return false;
-        };
-        let was = r.unshared();
-        r.flags &= !pass::IN_UNSTABLE;
-        was
+        pass::take_unstable(&mut self.prev, addr).unwrap_or(false)
     }
 
     /// Clears IN_UNSTABLE on the record of `addr` in this pass or the last; whether it was set.
     /// A record this pass pushed out of address order is not searched: it stays counted in
     /// `pages_unshared` until its next visit.
     pub(crate) fn take_unstable(&mut self, addr: usize) -> bool {
-        if self.next_sorted {
-            if let Some(r) = pass::find(&self.next, addr).and_then(|i| self.next.get_mut(i)) {
-                let was = r.unshared();
-                r.flags &= !pass::IN_UNSTABLE;
-                return was;
-            }
-        }
-        self.take_prev_unstable(addr)
+        let in_next = if self.next_sorted {
+            pass::take_unstable(&mut self.next, addr)
+        } else {
+            None
+        };
+        in_next.unwrap_or_else(|| self.take_prev_unstable(addr))
     }
 
     /// Records a visited page; false without memory (the page then looks new next pass).
