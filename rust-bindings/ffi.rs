@@ -156,12 +156,18 @@ extern "C" {
     pub(crate) fn rksm_cond_resched();
 
     /// Stores up to `max` mms (opted-in ones, or with `all` every user mm) in `out`, each with
-    /// an `mmgrab` reference; returns how many there are.
+    /// an `mmgrab` reference, and the real uid of the process each was found in at the same
+    /// index of `uids`; returns how many there are.
     ///
     /// # Safety
     ///
-    /// `out` is valid for `max` writes. Process context, no spinlocks held.
-    pub(crate) fn rksm_collect_mms(out: *mut *mut Mm, max: c_int, all: bool) -> c_int;
+    /// `out` and `uids` are valid for `max` writes. Process context, no spinlocks held.
+    pub(crate) fn rksm_collect_mms(
+        out: *mut *mut Mm,
+        uids: *mut c_uint,
+        max: c_int,
+        all: bool,
+    ) -> c_int;
     /// Whether `mm` is opted in (MMF_VM_MERGEABLE or MMF_VM_MERGE_ANY).
     pub(crate) fn rksm_mm_opted_in_now(mm: *mut Mm) -> bool;
     /// Drops an `mmgrab` reference.

@@ -7,6 +7,7 @@
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/sched/mm.h>
+#include <linux/cred.h>
 #include <linux/sched/signal.h>
 #include <linux/userfaultfd_k.h>
 
@@ -21,11 +22,13 @@ static bool rksm_mm_opted_in(struct mm_struct *mm)
 
 /*
  * Store up to @max mms in @out, each with an mm_count reference (mmgrab),
- * and return how many there are in all: the opted-in ones, or with @all
- * every user mm (run=2 must find merges in processes that opted out).
- * Walks the task list under RCU; task_lock keeps ->mm stable while we look.
+ * and the real uid (in the initial user namespace) of the process each was
+ * found in at the same index of @uids; return how many there are in all: the
+ * opted-in ones, or with @all every user mm (run=2 must find merges in
+ * processes that opted out). Walks the task list under RCU; task_lock keeps
+ * ->mm stable while we look.
  */
-int rksm_collect_mms(struct mm_struct **out, int max, bool all)
+int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max, bool all)
 {
 	struct task_struct *p;
 	int n = 0;
@@ -42,6 +45,7 @@ int rksm_collect_mms(struct mm_struct **out, int max, bool all)
 			if (n < max) {
 				mmgrab(mm);
 				out[n] = mm;
+				uids[n] = __kuid_val(task_uid(p));
 			}
 			n++;
 		}

@@ -43,6 +43,7 @@ use crate::knobs::{
     Kind, KnobId, Snapshot, KNOBS, MEMFD_EXEC_ANY, RUN_MERGE, RUN_STOP, RUN_UNMERGE,
 };
 use crate::memfd;
+use crate::merge_policy;
 
 const KNOB_COUNT: usize = KNOBS.len();
 
@@ -303,8 +304,33 @@ impl Control {
         }
         // Let a sleeping rksmd pick up a new pace at once.
         state.kicked = true;
+        if idx == KnobId::MergeDomains as usize && merge_policy::domains_change_unmerges(old, value)
+        {
+            // Every merge is undone before the write returns, as run=2 undoes them (see
+            // `domains_change_unmerges` for why all of them); `run` stays as it is, and no
+            // round starts before that, so merging resumes under the new domains.
+            return self.unmerge_and_wait(state);
+        }
         drop(state);
         self.wake.notify_all();
+        Ok(())
+    }
+
+    /// Asks `rksmd` to undo every merge and waits until it has. `run` is not changed.
+    fn unmerge_and_wait(&self, mut state: MutexGuard<'_, State>) -> Result {
+        // 2^64 requests cannot happen; should they, the write fails, no panic.
+        let ticket = state.unmerge_asked.checked_add(1).ok_or(EOVERFLOW)?;
+        state.unmerge_asked = ticket;
+        self.wake.notify_all();
+        while state.unmerge_served < ticket {
+            if state.stopping {
+                return Err(ENODEV);
+            }
+            if self.unmerged.wait_interruptible(&mut state) {
+                // rksmd still serves the request.
+                return Err(ERESTARTSYS);
+            }
+        }
         Ok(())
     }
 
@@ -338,22 +364,11 @@ impl Control {
                 // Stop merging first, then wait until rksmd has undone every merge, as a write
                 // of 2 to KSM's run returns only when everything is unmerged.
                 let mut state = self.state.lock();
-                // 2^64 writes of run=2 cannot happen; should they, the write fails, no panic.
-                let ticket = state.unmerge_asked.checked_add(1).ok_or(EOVERFLOW)?;
                 state.set_run(RUN_STOP);
-                state.unmerge_asked = ticket;
-                self.wake.notify_all();
-                while state.unmerge_served < ticket {
-                    if state.stopping {
-                        return Err(ENODEV);
-                    }
-                    if self.unmerged.wait_interruptible(&mut state) {
-                        // run stays 0, as KSM leaves it when its unmerge fails. rksmd still
-                        // serves the request; a later run=2 asks again.
-                        return Err(ERESTARTSYS);
-                    }
-                }
-                state.set_run(RUN_UNMERGE);
+                // If interrupted, run stays 0, as KSM leaves it when its unmerge fails. rksmd
+                // still serves the request; a later run=2 asks again.
+                self.unmerge_and_wait(state)?;
+                self.state.lock().set_run(RUN_UNMERGE);
             }
             _ => return Err(EINVAL),
         }

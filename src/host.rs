@@ -11,6 +11,7 @@
 mod intervals;
 mod knobs;
 mod memfd_policy;
+mod merge_policy;
 #[path = "engine/pass.rs"]
 mod pass;
 mod smart_scan;

@@ -10,6 +10,8 @@
 use core::ffi::CStr;
 use core::fmt::{self, Write};
 
+use crate::merge_policy::{MergePolicy, DOMAINS_NONE, DOMAINS_WORDS};
+
 /// What a knob accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -74,6 +76,12 @@ pub(crate) enum KnobId {
     MemfdNoexec,
     /// When a memfd's content may run: [`MEMFD_EXEC_WORDS`].
     MemfdExec,
+    /// Merge pages of executable mappings too.
+    MergeExec,
+    /// Who may share a page with whom: [`DOMAINS_WORDS`].
+    MergeDomains,
+    /// Merge zero-filled pages only, into the zero page.
+    ZeroPagesOnly,
 }
 
 /// `run` values.
@@ -95,7 +103,7 @@ pub(crate) const MEMFD_EXEC_NONE: u64 = 2;
 pub(crate) const MEMFD_EXEC_WORDS: &[&str] = &["any", "sealed", "none"];
 
 /// Every knob, indexed by [`KnobId`].
-pub(crate) const KNOBS: [Knob; 10] = [
+pub(crate) const KNOBS: [Knob; 13] = [
     Knob {
         name: c"run",
         default: RUN_STOP,
@@ -158,6 +166,21 @@ pub(crate) const KNOBS: [Knob; 10] = [
         default: MEMFD_EXEC_ANY,
         kind: Kind::Choice(MEMFD_EXEC_WORDS),
     },
+    Knob {
+        name: c"merge_exec",
+        default: 0,
+        kind: Kind::Bool,
+    },
+    Knob {
+        name: c"merge_domains",
+        default: DOMAINS_NONE,
+        kind: Kind::Choice(DOMAINS_WORDS),
+    },
+    Knob {
+        name: c"zero_pages_only",
+        default: 0,
+        kind: Kind::Bool,
+    },
 ];
 
 /// The knob values one scan round works with, read once at its start, so a round never sees
@@ -172,6 +195,8 @@ pub(crate) struct Snapshot {
     pub(crate) use_zero_pages: bool,
     /// Skip pages that keep failing to merge.
     pub(crate) smart_scan: bool,
+    /// Who may share a page with whom.
+    pub(crate) policy: MergePolicy,
 }
 
 impl Snapshot {
@@ -183,6 +208,11 @@ impl Snapshot {
             max_page_sharing: u32::try_from(get(KnobId::MaxPageSharing)).unwrap_or(u32::MAX),
             use_zero_pages: get(KnobId::UseZeroPages) != 0,
             smart_scan: get(KnobId::SmartScan) != 0,
+            policy: MergePolicy {
+                domains: get(KnobId::MergeDomains),
+                merge_exec: get(KnobId::MergeExec) != 0,
+                zero_pages_only: get(KnobId::ZeroPagesOnly) != 0,
+            },
         }
     }
 }
@@ -420,6 +450,32 @@ mod tests {
         assert_eq!(s.max_page_sharing, 256);
         assert!(!s.use_zero_pages);
         assert!(s.smart_scan);
+        assert_eq!(s.policy, MergePolicy::default());
+    }
+
+    #[test]
+    fn merge_policy_knobs() {
+        let domains = &KNOBS[KnobId::MergeDomains as usize];
+        assert_eq!(domains.name, c"merge_domains");
+        assert_eq!(shown(domains.kind, domains.default), "[none] uid process\n");
+        assert_eq!(
+            parse(domains.kind, b"uid\n"),
+            Ok(crate::merge_policy::DOMAINS_UID)
+        );
+        assert_eq!(parse(domains.kind, b"cgroup"), Err(Invalid));
+        assert_eq!(parse(domains.kind, b"1"), Err(Invalid));
+        let exec = &KNOBS[KnobId::MergeExec as usize];
+        assert_eq!((exec.name, exec.default), (c"merge_exec", 0));
+        assert_eq!(parse(exec.kind, b"2"), Err(Invalid));
+        let zero = &KNOBS[KnobId::ZeroPagesOnly as usize];
+        assert_eq!((zero.name, zero.default), (c"zero_pages_only", 0));
+        let mut values = KNOBS.map(|k| k.default);
+        values[KnobId::MergeDomains as usize] = crate::merge_policy::DOMAINS_PROCESS;
+        values[KnobId::MergeExec as usize] = 1;
+        values[KnobId::ZeroPagesOnly as usize] = 1;
+        let policy = Snapshot::from_values(&values).policy;
+        assert_eq!(policy.domains, crate::merge_policy::DOMAINS_PROCESS);
+        assert!(policy.merge_exec && policy.zero_pages_only);
     }
 
     #[test]

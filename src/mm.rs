@@ -14,12 +14,13 @@
 
 use core::ptr::NonNull;
 
-use kernel::mm::virt::VmaRef;
+use kernel::mm::virt::{flags, VmaRef};
 use kernel::mm::{Mm, MmWithUser, MmapReadGuard};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
 use crate::ffi;
+use crate::merge_policy;
 use crate::page::PageRef;
 
 /// A stable identity for an mm while a reference on it is held: the table key.
@@ -27,17 +28,33 @@ pub(crate) fn id(mm: &Mm) -> usize {
     mm.as_raw() as usize
 }
 
+/// An mm found in a process, with that process's real uid (in the initial user namespace).
+pub(crate) struct Process {
+    pub(crate) mm: ARef<Mm>,
+    pub(crate) uid: u32,
+}
+
 /// Appends to `out` every mm that opted in to merging, or with `all` every user mm.
-pub(crate) fn collect(all: bool, out: &mut KVVec<ARef<Mm>>) -> Result {
+pub(crate) fn collect(all: bool, out: &mut KVVec<Process>) -> Result {
     let mut found: KVVec<*mut ffi::Mm> = KVVec::with_capacity(64, GFP_KERNEL)?;
+    let mut uids: KVVec<u32> = KVVec::with_capacity(64, GFP_KERNEL)?;
     loop {
-        let cap = found.capacity().min(c_int::MAX as usize);
-        // SAFETY: `found` has room for `cap` pointers; kthread context, no locks held.
-        let n = unsafe { ffi::rksm_collect_mms(found.as_mut_ptr(), cap as c_int, all) };
+        let cap = found
+            .capacity()
+            .min(uids.capacity())
+            .min(c_int::MAX as usize);
+        // SAFETY: `found` and `uids` have room for `cap` entries each; kthread context, no
+        // locks held.
+        let n = unsafe {
+            ffi::rksm_collect_mms(found.as_mut_ptr(), uids.as_mut_ptr(), cap as c_int, all)
+        };
         let n = usize::try_from(n).unwrap_or(0);
         let stored = n.min(cap);
-        // SAFETY: The shim wrote `stored` valid pointers to the start of the buffer.
-        unsafe { found.inc_len(stored) };
+        // SAFETY: The shim wrote `stored` valid pointers and uids to the start of the buffers.
+        unsafe {
+            found.inc_len(stored);
+            uids.inc_len(stored);
+        }
         if n <= cap {
             break;
         }
@@ -46,10 +63,12 @@ pub(crate) fn collect(all: bool, out: &mut KVVec<ARef<Mm>>) -> Result {
             // SAFETY: The shim took one `mmgrab` reference for each stored pointer.
             unsafe { ffi::rksm_mmdrop(mm) };
         }
+        uids.clear();
         found.reserve(n + 16, GFP_KERNEL)?;
+        uids.reserve(n + 16, GFP_KERNEL)?;
     }
     out.reserve(found.len(), GFP_KERNEL)?;
-    for ptr in found.drain_all() {
+    for (ptr, uid) in found.drain_all().zip(uids.iter().copied()) {
         let Some(ptr) = NonNull::new(ptr.cast::<Mm>()) else {
             continue;
         };
@@ -57,7 +76,7 @@ pub(crate) fn collect(all: bool, out: &mut KVVec<ARef<Mm>>) -> Result {
         // `Mm` is a transparent wrapper of `mm_struct`.
         let mm = unsafe { ARef::from_raw(ptr) };
         // Cannot fail: the capacity was reserved above.
-        let _ = out.push_within_capacity(mm);
+        let _ = out.push_within_capacity(Process { mm, uid });
     }
     Ok(())
 }
@@ -99,10 +118,10 @@ impl<'a> Locked<'a> {
         Some(unsafe { VmaRef::from_raw(ptr.cast()) })
     }
 
-    /// The VMA that holds `addr`, if it is mergeable.
-    pub(crate) fn mergeable_vma(&self, addr: usize) -> Option<&VmaRef> {
+    /// The VMA that holds `addr`, if it is mergeable (`merge_exec`: executable ones too).
+    pub(crate) fn mergeable_vma(&self, addr: usize, merge_exec: bool) -> Option<&VmaRef> {
         self.vma_next(addr)
-            .filter(|v| v.start() <= addr && kind(v) == VmaKind::Mergeable)
+            .filter(|v| v.start() <= addr && kind(v, merge_exec) == VmaKind::Mergeable)
     }
 
     /// Whether `addr` maps the shared zero page now.
@@ -144,18 +163,24 @@ impl<'a> Locked<'a> {
 pub(crate) enum VmaKind {
     /// Opted in: scan and merge.
     Mergeable,
-    /// Private anonymous but not opted in (any merges left here must be undone).
+    /// Private anonymous but not opted in, or executable without `merge_exec`: any merges
+    /// left here must be undone.
     Anon,
     /// Anything else.
     Other,
 }
 
-/// Whether rksm may merge in `vma`.
-pub(crate) fn kind(vma: &VmaRef) -> VmaKind {
+/// Whether rksm may merge in `vma`: an executable VMA is mergeable only with `merge_exec`
+/// (else it counts as [`VmaKind::Anon`], whose merges are undone).
+pub(crate) fn kind(vma: &VmaRef, merge_exec: bool) -> VmaKind {
     // SAFETY: The VMA is valid while the borrow lasts (the mmap lock is held).
     match unsafe { ffi::rksm_vma_kind(vma.as_ptr().cast()) } {
-        ffi::VMA_MERGEABLE => VmaKind::Mergeable,
-        ffi::VMA_ANON => VmaKind::Anon,
+        ffi::VMA_MERGEABLE
+            if merge_policy::may_merge_vma(vma.flags() & flags::EXEC != 0, merge_exec) =>
+        {
+            VmaKind::Mergeable
+        }
+        ffi::VMA_MERGEABLE | ffi::VMA_ANON => VmaKind::Anon,
         _ => VmaKind::Other,
     }
 }

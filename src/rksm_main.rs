@@ -14,6 +14,7 @@ mod intervals;
 mod knobs;
 mod memfd;
 mod memfd_policy;
+mod merge_policy;
 mod mm;
 mod page;
 mod range_walk;

@@ -11,6 +11,7 @@ use super::stable_tree::StableNode;
 use super::unstable_tree::{Entry, SAME_HASH};
 use super::Engine;
 use crate::knobs::Snapshot;
+use crate::merge_policy;
 use crate::mm::{self, Locked, MergeError};
 use crate::page::PageRef;
 use crate::stable::StablePage;
@@ -27,15 +28,25 @@ impl Engine {
         prev: Option<Record>,
         knobs: &Snapshot,
     ) -> u32 {
-        if knobs.use_zero_pages && hash == self.zero_hash && page.is_zero() {
+        let zero_only = knobs.policy.zero_pages_only;
+        if (knobs.use_zero_pages || zero_only) && hash == self.zero_hash && page.is_zero() {
             return if self.merge_at(tag, addr, page, None) {
                 ZERO_MERGED
             } else {
                 0
             };
         }
+        if zero_only {
+            return 0;
+        }
+        // The trees know a page by its content and its merge domain: another domain's pages
+        // of the same content never share its key, so they are never even compared with it.
+        let Some(owner) = self.mms.get(tag).map(|s| s.owner) else {
+            return 0;
+        };
+        let key = merge_policy::tree_key(hash, merge_policy::domain(knobs.policy.domains, owner));
         let loc = Loc::new(tag, addr);
-        if self.merge_into_stable(tag, addr, loc, page, hash, knobs.max_page_sharing) {
+        if self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing) {
             return STABLE_MERGED;
         }
         if prev.is_none_or(|r| r.hash != hash as u32) {
@@ -47,10 +58,10 @@ impl Engine {
         };
         // A page of a THP goes the same way: the merge splits the THP only once a twin exists,
         // as in KSM.
-        if self.merge_with_unstable(tag, addr, loc, page, hash) {
+        if self.merge_with_unstable(tag, addr, loc, page, key) {
             return STABLE_MERGED;
         }
-        match self.unstable.insert(Entry { hash, loc }) {
+        match self.unstable.insert(Entry { hash: key, loc }) {
             Ok(()) => IN_UNSTABLE,
             // No memory, or too many pages of this hash waiting: try again next pass.
             Err(_) => 0,
@@ -193,7 +204,7 @@ impl Engine {
     pub(super) fn page_at(&self, tag: Tag, addr: usize) -> Option<PageRef> {
         let user = self.mms.get(tag)?.mm.mmget_not_zero()?;
         let locked = Locked::new(&user);
-        locked.mergeable_vma(addr)?;
+        locked.mergeable_vma(addr, self.policy.merge_exec)?;
         locked.anon_page_at(addr)
     }
 
@@ -204,7 +215,7 @@ impl Engine {
             return false;
         };
         let locked = Locked::new(&user);
-        let Some(vma) = locked.mergeable_vma(addr) else {
+        let Some(vma) = locked.mergeable_vma(addr, self.policy.merge_exec) else {
             return false;
         };
         let reason = match mm::replace_page(vma, addr, page, into) {

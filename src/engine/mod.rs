@@ -21,6 +21,7 @@ use kernel::prelude::*;
 use crate::ffi;
 use crate::intervals::next_to_scan;
 use crate::knobs::Snapshot;
+use crate::merge_policy::MergePolicy;
 use crate::mm::{self, Locked, VmaKind};
 use crate::range_walk::{self, Found, WalkStats};
 use crate::smart_scan::Age;
@@ -47,6 +48,8 @@ const BATCH: usize = 64;
 struct MergeableRanges<'a> {
     locked: &'a Locked<'a>,
     addr: usize,
+    /// `merge_exec`: executable VMAs are mergeable too.
+    merge_exec: bool,
 }
 
 impl Iterator for MergeableRanges<'_> {
@@ -56,7 +59,7 @@ impl Iterator for MergeableRanges<'_> {
         loop {
             let vma = self.locked.vma_next(self.addr)?;
             self.addr = vma.end();
-            if mm::kind(vma) == VmaKind::Mergeable {
+            if mm::kind(vma, self.merge_exec) == VmaKind::Mergeable {
                 return Some((vma.start(), vma.end()));
             }
         }
@@ -82,6 +85,8 @@ pub(crate) struct Engine {
     in_pass: bool,
     /// The keyed hash of an all-zero page.
     zero_hash: u64,
+    /// The merge rules of the round in progress (or the last one).
+    policy: MergePolicy,
     stable: StableTree,
     /// What the stable tree took at its last recount, as added to `metadata_bytes`.
     stable_bytes: usize,
@@ -101,6 +106,7 @@ impl Engine {
             current: None,
             in_pass: false,
             zero_hash,
+            policy: MergePolicy::default(),
             stable: StableTree::new(),
             stable_bytes: 0,
             unstable: UnstableTree::new(),
@@ -111,6 +117,7 @@ impl Engine {
     /// Scans up to `knobs.pages_to_scan` pages, continuing the current pass.
     pub(crate) fn scan_round(&mut self, knobs: &Snapshot) {
         let mut budget = knobs.pages_to_scan;
+        self.policy = knobs.policy;
         while budget > 0 {
             if !self.in_pass && (self.start_pass().is_err() || self.mms.is_empty()) {
                 return;
@@ -167,6 +174,7 @@ impl Engine {
         };
         loop {
             let file = &self.file;
+            let merge_exec = self.policy.merge_exec;
             let Some(slot) = self.mms.get_mut(tag) else {
                 return SlotTurn::Done;
             };
@@ -183,6 +191,7 @@ impl Engine {
                     let ahead = MergeableRanges {
                         locked: &locked,
                         addr: pass.cursor,
+                        merge_exec,
                     };
                     let mut next = next_to_scan(&pass.covered, ahead, pass.cursor);
                     if next.is_none() && !pass.wrapped && pass.cursor > 0 {
@@ -190,6 +199,7 @@ impl Engine {
                         let all = MergeableRanges {
                             locked: &locked,
                             addr: 0,
+                            merge_exec,
                         };
                         next = next_to_scan(&pass.covered, all, 0);
                     }
@@ -198,7 +208,9 @@ impl Engine {
                             // Its pages belong to this pass: visit them before it ends.
                             break;
                         }
-                        pass.finish(|r| unmerge::unmerge_if_unmergeable(&locked, r, file));
+                        pass.finish(|r| {
+                            unmerge::unmerge_if_unmergeable(&locked, r, file, merge_exec)
+                        });
                         return SlotTurn::Done;
                     };
                     let mut walk = WalkStats::default();
@@ -268,6 +280,12 @@ impl Engine {
                 }),
                 _ => None,
             },
+            Found::Stable { addr } if knobs.policy.zero_pages_only => {
+                // Merged before zero_pages_only was set: undone now (on failure, next pass).
+                stats::add(Stat::PagesScanned, 1);
+                self.unmerge_at(tag, addr);
+                None
+            }
             Found::Stable { addr } => {
                 stats::add(Stat::PagesScanned, 1);
                 Some(Record {

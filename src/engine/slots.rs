@@ -15,6 +15,7 @@ use kernel::sync::aref::ARef;
 
 use super::pass::{self, Deltas, Record};
 use crate::intervals::Covered;
+use crate::merge_policy::Owner;
 use crate::mm;
 use crate::stats::{self, Stat};
 
@@ -180,6 +181,8 @@ fn apply(d: Deltas) {
 /// One opted-in mm and where its pass stands.
 pub(crate) struct MmSlot {
     pub(crate) mm: ARef<Mm>,
+    /// Whose it is, as rksm first met it: what its merge domain is made of.
+    pub(crate) owner: Owner,
     pub(crate) pass: PassState,
 }
 
@@ -188,6 +191,8 @@ pub(crate) struct MmTable {
     slots: RBTree<Tag, MmSlot>,
     /// The last tag handed out.
     last_tag: Tag,
+    /// The serial number of the next new slot ([`Owner::serial`]): never reused.
+    next_serial: u64,
 }
 
 impl MmTable {
@@ -195,6 +200,7 @@ impl MmTable {
         Self {
             slots: RBTree::new(),
             last_tag: 0,
+            next_serial: 0,
         }
     }
 
@@ -235,7 +241,7 @@ impl MmTable {
     /// false, and adds the mms in `found` that are not in the table yet. O(P log P).
     pub(crate) fn update(
         &mut self,
-        found: KVVec<ARef<Mm>>,
+        found: KVVec<mm::Process>,
         keep: impl Fn(&MmSlot) -> bool,
     ) -> Result {
         let mut known: KVVec<(usize, Tag)> = KVVec::with_capacity(found.len(), GFP_KERNEL)?;
@@ -251,16 +257,26 @@ impl MmTable {
             self.slots.remove(tag);
         }
         known.sort_unstable_by_key(|k| k.0);
-        for m in found.into_iter() {
-            if known.binary_search_by_key(&mm::id(&m), |k| k.0).is_ok() {
+        for process in found.into_iter() {
+            if known
+                .binary_search_by_key(&mm::id(&process.mm), |k| k.0)
+                .is_ok()
+            {
                 continue;
             }
             let Some(tag) = self.free_tag() else {
                 // 16 million mms at once: the rest waits for a free tag.
                 break;
             };
+            let owner = Owner {
+                uid: process.uid,
+                serial: self.next_serial,
+            };
+            // 2^64 new mms cannot happen in one load; wrapping would still not panic.
+            self.next_serial = self.next_serial.wrapping_add(1);
             let slot = MmSlot {
-                mm: m,
+                mm: process.mm,
+                owner,
                 pass: PassState::new(),
             };
             self.slots.try_create_and_insert(tag, slot, GFP_KERNEL)?;

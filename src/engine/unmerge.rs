@@ -20,11 +20,17 @@ const SWEEPS: usize = 8;
 /// checked and the stale ones dropped.
 const RMAP_SLACK: usize = 8;
 
-/// Breaks the merge `r` records if its address is mapped but no longer mergeable.
-pub(super) fn unmerge_if_unmergeable(locked: &Locked<'_>, r: &Record, file: &StableFile) {
+/// Breaks the merge `r` records if its address is mapped but no longer mergeable
+/// (`merge_exec`: executable VMAs still are).
+pub(super) fn unmerge_if_unmergeable(
+    locked: &Locked<'_>,
+    r: &Record,
+    file: &StableFile,
+    merge_exec: bool,
+) {
     let unmergeable = locked
         .vma_next(r.addr)
-        .is_some_and(|v| v.start() <= r.addr && mm::kind(v) != VmaKind::Mergeable);
+        .is_some_and(|v| v.start() <= r.addr && mm::kind(v, merge_exec) != VmaKind::Mergeable);
     if !unmergeable {
         return;
     }
@@ -198,14 +204,15 @@ impl Engine {
         }
         let file = self.file.raw();
         for m in mms.iter() {
-            let Some(user) = m.mmget_not_zero() else {
+            let Some(user) = m.mm.mmget_not_zero() else {
                 continue;
             };
             let locked = Locked::new(&user);
             let mut addr = 0;
             while let Some(vma) = locked.vma_next(addr) {
                 addr = vma.end();
-                if mm::kind(vma) == VmaKind::Other {
+                // Executable or not, anonymous memory may hold merges: swept either way.
+                if mm::kind(vma, true) == VmaKind::Other {
                     continue;
                 }
                 let (mut start, end) = (vma.start(), vma.end());
