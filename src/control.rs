@@ -8,7 +8,8 @@
 //!
 //! A write of `run` is serialized as a whole, as KSM's `ksm_thread_mutex` serializes it: `run=0`
 //! returns once the round in progress is over, and `run=2` once `rksmd` has undone every merge.
-//! So `run` reads 2 only if everything was unmerged after the last `run=1` took effect.
+//! So `run` reads 2 only if everything was unmerged after the last `run=1` took effect. A change
+//! of `merge_domains` asks for the same unmerge, and waits for it, without changing `run`.
 //!
 //! # Lock order
 //!

@@ -34,6 +34,8 @@ static const struct knob knobs[] = {
 	{ "stable_node_chains_prune_millisecs", 2000, 100, bad_u32 },
 	{ "merge_across_nodes", 1, 1, bad_nodes },
 	{ "memfd_noexec", 0, 1, bad_noexec },
+	{ "merge_exec", 0, 1, bad_bool },
+	{ "zero_pages_only", 0, 1, bad_bool },
 };
 
 /* Invalid for every knob. (An empty write never reaches the kernel.) */

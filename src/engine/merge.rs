@@ -18,7 +18,8 @@ use crate::stable::StablePage;
 use crate::stats::{self, Stat};
 
 impl Engine {
-    /// What becomes of an anonymous page with content hash `hash`; returns the record flags.
+    /// What becomes of an anonymous page with content hash `hash`, under the merge rules of
+    /// `knobs.policy`; returns the record flags.
     pub(super) fn try_merge(
         &mut self,
         tag: Tag,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The stable tree: every stable page, in a red-black tree keyed by the keyed content hash.
+//! The stable tree: every stable page, in a red-black tree keyed by its tree key (the keyed
+//! content hash combined with the merge domain, `merge_policy::tree_key`).
 //!
 //! Pages that share a hash sit in one bucket, sorted by content (`memcmp`). Stable pages are
 //! read-only, so their order never changes. A lookup costs O(log n) integer compares to find
