@@ -126,6 +126,11 @@ pub struct ScaleRun {
     tracked: i64,
     memfree_drop: Option<i64>,
     slab_drop: Option<i64>,
+    /// The largest MemFree drop seen while the engine ran (sampled every 100 ms): the peak,
+    /// mid-pass records and tree entries included.
+    peak_drop: Option<i64>,
+    /// rksm only: the largest `metadata_bytes` seen while it ran.
+    peak_metadata: Option<i64>,
     /// (seconds, pages saved, scanner CPU seconds).
     series: Vec<(f64, i64, f64)>,
 }
@@ -140,10 +145,15 @@ impl ScaleRun {
     }
 
     fn bytes_per_page(&self) -> f64 {
-        match self.memfree_drop {
-            Some(d) if self.size > 0 => d as f64 / self.size as f64,
-            _ => f64::NAN,
-        }
+        per_page(self.memfree_drop, self.size)
+    }
+
+    fn peak_bytes_per_page(&self) -> f64 {
+        per_page(self.peak_drop, self.size)
+    }
+
+    fn peak_metadata_per_page(&self) -> f64 {
+        per_page(self.peak_metadata, self.size)
     }
 }
 
@@ -367,6 +377,8 @@ fn failed(p: &Point, engine: Engine, error: String) -> ScaleRun {
         tracked: -1,
         memfree_drop: None,
         slab_drop: None,
+        peak_drop: None,
+        peak_metadata: None,
         series: Vec::new(),
     }
 }
@@ -446,9 +458,19 @@ fn measure(o: &Opts, p: &Point, engine: Engine) -> Result<ScaleRun, String> {
     let mut win_start: Option<Snap> = if ws == 0 { Some(base) } else { None };
     let mut last;
     let mut complete = false;
+    let (mut min_free, mut peak_metadata): (Option<i64>, Option<i64>) = (None, None);
     loop {
         sleep(Duration::from_millis(100));
         let t = start.elapsed().as_secs_f64();
+        if p.memory {
+            if let Some(fr) = free_bytes() {
+                min_free = Some(min_free.map_or(fr, |m| m.min(fr)));
+            }
+            if engine == Engine::Rksm {
+                let m = engine.read("metadata_bytes");
+                peak_metadata = Some(peak_metadata.map_or(m, |p| p.max(m)));
+            }
+        }
         let saved = engine.read("pages_sharing") + engine.read("ksm_zero_pages").max(0);
         let s = snap(t);
         last = s;
@@ -528,6 +550,8 @@ fn measure(o: &Opts, p: &Point, engine: Engine) -> Result<ScaleRun, String> {
         tracked,
         memfree_drop: free0.zip(free1).map(|(a, b)| a - b),
         slab_drop: slab0.zip(slab1).map(|(a, b)| b - a),
+        peak_drop: free0.zip(min_free).map(|(a, b)| a - b),
+        peak_metadata,
         series,
     };
     reset(&o.engines)?;
@@ -993,24 +1017,38 @@ pub fn report(runs: &[ScaleRun]) -> String {
         if dim == "memory" {
             let _ = writeln!(
                 out,
-                "memory per tracked page (MemFree drop after >= 3 full scans / pages)"
+                "memory per tracked page (MemFree drop after >= 3 full scans / pages; peak: the \
+                 largest drop seen while it ran, sampled every 100 ms, mid-pass included)"
             );
             let _ = writeln!(
                 out,
-                "{:<6} {:>8} {:>14} {:>11} {:>14} {:>9}",
-                "engine", "pages", "MemFree drop", "bytes/page", "Slab growth", "tracked"
+                "{:<6} {:>8} {:>14} {:>11} {:>14} {:>9} {:>11} {:>14}",
+                "engine",
+                "pages",
+                "MemFree drop",
+                "bytes/page",
+                "Slab growth",
+                "tracked",
+                "peak B/page",
+                "peak metadata"
             );
             for r in &of_dim {
                 let kib = |v: Option<i64>| v.map_or("-".into(), |b| format!("{} KiB", b / 1024));
                 let _ = writeln!(
                     out,
-                    "{:<6} {:>8} {:>14} {:>11} {:>14} {:>9}",
+                    "{:<6} {:>8} {:>14} {:>11} {:>14} {:>9} {:>11} {:>14}",
                     r.engine.name(),
                     r.size,
                     kib(r.memfree_drop),
                     f(r.bytes_per_page(), 1),
                     kib(r.slab_drop),
-                    r.tracked
+                    r.tracked,
+                    f(r.peak_bytes_per_page(), 1),
+                    if r.peak_metadata.is_some() {
+                        format!("{} B/page", f(r.peak_metadata_per_page(), 1))
+                    } else {
+                        "-".into()
+                    }
                 );
             }
         }
@@ -1021,6 +1059,14 @@ pub fn report(runs: &[ScaleRun]) -> String {
         }
     }
     out
+}
+
+/// `bytes` per page of `pages`, or NaN.
+fn per_page(bytes: Option<i64>, pages: u64) -> f64 {
+    match bytes {
+        Some(b) if pages > 0 => b as f64 / pages as f64,
+        _ => f64::NAN,
+    }
 }
 
 fn jstr(s: &str) -> String {
@@ -1059,6 +1105,7 @@ pub fn json(runs: &[ScaleRun]) -> String {
              \"partial\": {}, \"pages_saved\": {}, \"pages_sharing\": {}, \"pages_shared\": {}, \
              \"ksm_zero_pages\": {}, \"expected_saved\": {}, \"general_profit\": {}, \"pages_tracked\": {}, \
              \"memfree_drop_bytes\": {}, \"slab_growth_bytes\": {}, \"bytes_per_tracked_page\": {}, \
+             \"peak_memfree_drop_bytes\": {}, \"peak_metadata_bytes\": {}, \
              \"series\": [{}]}}{}\n",
             jstr(r.dimension),
             jstr(r.workload),
@@ -1092,6 +1139,8 @@ pub fn json(runs: &[ScaleRun]) -> String {
             opt(r.memfree_drop),
             opt(r.slab_drop),
             num(r.bytes_per_page()),
+            opt(r.peak_drop),
+            opt(r.peak_metadata),
             series.join(","),
             if i + 1 < runs.len() { "," } else { "" }
         );
