@@ -155,6 +155,13 @@ extern "C" {
     /// Process context, no spinlock held.
     pub(crate) fn rksm_cond_resched();
 
+    /// The calling task's CPU time in ns (as of its last tick or context switch).
+    ///
+    /// # Safety
+    ///
+    /// Process context.
+    pub(crate) fn rksm_current_cpu_ns() -> u64;
+
     /// Stores up to `max` mms (opted-in ones, or with `all` every user mm) in `out`, each with
     /// an `mmgrab` reference, and the real uid of the process each was found in at the same
     /// index of `uids`; returns how many there are.

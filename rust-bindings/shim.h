@@ -59,6 +59,7 @@ bool rksm_kthread_should_stop(void);
 void rksm_kthread_set_freezable(void);
 void rksm_try_to_freeze(void);
 void rksm_cond_resched(void);
+u64 rksm_current_cpu_ns(void);
 int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max, bool all);
 bool rksm_mm_opted_in_now(struct mm_struct *mm);
 void rksm_mmdrop(struct mm_struct *mm);

@@ -63,6 +63,12 @@ void rksm_try_to_freeze(void)
 	try_to_freeze();
 }
 
+/* The calling task's CPU time in ns (as of its last tick or switch), for the advisor. */
+u64 rksm_current_cpu_ns(void)
+{
+	return current->se.sum_exec_runtime;
+}
+
 void rksm_cond_resched(void)
 {
 	cond_resched();

@@ -39,6 +39,7 @@ use kernel::sync::atomic::{Acquire, Atomic, Release};
 use kernel::sync::{new_condvar, new_mutex, Arc, CondVar, CondVarTimeoutResult, Mutex, MutexGuard};
 use kernel::time::{msecs_to_jiffies, Jiffies};
 
+use crate::advisor::{Advisor, Limits, ADVISOR_NONE, ADVISOR_SCAN_TIME, DEFAULT_PAGES_TO_SCAN};
 use crate::ffi;
 use crate::knobs::{
     Kind, KnobId, Snapshot, KNOBS, MEMFD_EXEC_ANY, RUN_MERGE, RUN_STOP, RUN_UNMERGE,
@@ -100,6 +101,8 @@ struct State {
     unmerge_served: u64,
     /// The module is unloading: `rksmd` returns.
     stopping: bool,
+    /// The scan-time advisor's memory of past full scans.
+    advisor: Advisor,
 }
 
 impl State {
@@ -109,8 +112,17 @@ impl State {
     }
 
     fn set_run(&mut self, value: u64) {
-        if let Some(run) = self.values.get_mut(KnobId::Run as usize) {
-            *run = value;
+        self.set(KnobId::Run, value);
+    }
+
+    /// Sets knob `id` to `value`, brought into the knob's range (for values rksm computes).
+    fn set(&mut self, id: KnobId, value: u64) {
+        let value = match KNOBS.get(id as usize).map(|k| k.kind) {
+            Some(Kind::Number { min, max }) => value.clamp(min, max),
+            _ => value,
+        };
+        if let Some(knob) = self.values.get_mut(id as usize) {
+            *knob = value;
         }
     }
 
@@ -229,6 +241,7 @@ impl Control {
                         unmerge_asked: 0,
                         unmerge_served: 0,
                         stopping: false,
+                        advisor: Advisor::default(),
                     },
                     "rksm_state"
                 ),
@@ -276,6 +289,10 @@ impl Control {
         if unsupported && value != spec.default {
             return Err(EOPNOTSUPP);
         }
+        // As in KSM, pages_to_scan is the advisor's while one is active.
+        if idx == KnobId::PagesToScan as usize && state.get(KnobId::AdvisorMode) != ADVISOR_NONE {
+            return Err(EINVAL);
+        }
         let knob = state.values.get_mut(idx).ok_or(EINVAL)?;
         let old = *knob;
         // INVARIANT: `value` is in the knob's range, checked above, and is the default if the
@@ -302,6 +319,17 @@ impl Control {
                 return Err(e);
             }
             return Ok(());
+        }
+        if idx == KnobId::AdvisorMode as usize && old != value {
+            // KSM's set_advisor_defaults(): the advisor starts from its minimum and a clean
+            // slate; without it, pages_to_scan goes back to its default.
+            let pages = if value == ADVISOR_NONE {
+                DEFAULT_PAGES_TO_SCAN
+            } else {
+                state.advisor = Advisor::default();
+                state.get(KnobId::AdvisorMinPagesToScan)
+            };
+            state.set(KnobId::PagesToScan, pages);
         }
         // Let a sleeping rksmd pick up a new pace at once.
         state.kicked = true;
@@ -454,6 +482,23 @@ impl Control {
         drop(state);
         drop(round);
         self.unmerged.notify_all();
+    }
+
+    /// A full scan ended after `scan_ms` milliseconds, with `rksmd`'s CPU time at `cpu_ns`
+    /// (cumulative): under the scan-time advisor, `pages_to_scan` gets its next value.
+    pub(crate) fn pass_ended(&self, scan_ms: u64, cpu_ns: u64) {
+        let mut state = self.state.lock();
+        if state.get(KnobId::AdvisorMode) != ADVISOR_SCAN_TIME {
+            return;
+        }
+        let limits = Limits {
+            target_scan_time: state.get(KnobId::AdvisorTargetScanTime),
+            max_cpu: state.get(KnobId::AdvisorMaxCpu),
+            max_pages: state.get(KnobId::AdvisorMaxPagesToScan),
+        };
+        let pages = state.get(KnobId::PagesToScan);
+        let pages = state.advisor.end_scan(scan_ms, cpu_ns, pages, &limits);
+        state.set(KnobId::PagesToScan, pages);
     }
 
     /// Sets `run` to 0 if it is 1, because KSM started; returns whether it was 1.

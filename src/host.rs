@@ -8,6 +8,7 @@
 // Items are `pub(crate)` for the module's sake, so only the tests use them here.
 #![allow(dead_code)]
 
+mod advisor;
 mod intervals;
 mod knobs;
 mod memfd_policy;

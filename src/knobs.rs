@@ -10,6 +10,7 @@
 use core::ffi::CStr;
 use core::fmt::{self, Write};
 
+use crate::advisor::{ADVISOR_NONE, ADVISOR_WORDS};
 use crate::merge_policy::{MergePolicy, DOMAINS_NONE, DOMAINS_WORDS};
 
 /// What a knob accepts.
@@ -82,6 +83,16 @@ pub(crate) enum KnobId {
     MergeDomains,
     /// Merge zero-filled pages only, into the zero page.
     ZeroPagesOnly,
+    /// Who sets `pages_to_scan`: [`ADVISOR_WORDS`].
+    AdvisorMode,
+    /// Seconds a full scan should take under the scan-time advisor.
+    AdvisorTargetScanTime,
+    /// The advisor's CPU cap, in percent.
+    AdvisorMaxCpu,
+    /// `pages_to_scan` when the scan-time advisor takes over.
+    AdvisorMinPagesToScan,
+    /// The most `pages_to_scan` the advisor sets.
+    AdvisorMaxPagesToScan,
 }
 
 /// `run` values.
@@ -103,7 +114,7 @@ pub(crate) const MEMFD_EXEC_NONE: u64 = 2;
 pub(crate) const MEMFD_EXEC_WORDS: &[&str] = &["any", "sealed", "none"];
 
 /// Every knob, indexed by [`KnobId`].
-pub(crate) const KNOBS: [Knob; 13] = [
+pub(crate) const KNOBS: [Knob; 18] = [
     Knob {
         name: c"run",
         default: RUN_STOP,
@@ -180,6 +191,43 @@ pub(crate) const KNOBS: [Knob; 13] = [
         name: c"zero_pages_only",
         default: 0,
         kind: Kind::Bool,
+    },
+    Knob {
+        name: c"advisor_mode",
+        default: ADVISOR_NONE,
+        kind: Kind::Choice(ADVISOR_WORDS),
+    },
+    Knob {
+        name: c"advisor_target_scan_time",
+        default: 200,
+        kind: Kind::Number {
+            min: 1,
+            max: u64::MAX,
+        },
+    },
+    Knob {
+        name: c"advisor_max_cpu",
+        default: 70,
+        kind: Kind::Number {
+            min: 0,
+            max: U32_MAX,
+        },
+    },
+    Knob {
+        name: c"advisor_min_pages_to_scan",
+        default: 500,
+        kind: Kind::Number {
+            min: 0,
+            max: u64::MAX,
+        },
+    },
+    Knob {
+        name: c"advisor_max_pages_to_scan",
+        default: 30000,
+        kind: Kind::Number {
+            min: 0,
+            max: u64::MAX,
+        },
     },
 ];
 
@@ -451,6 +499,29 @@ mod tests {
         assert!(!s.use_zero_pages);
         assert!(s.smart_scan);
         assert_eq!(s.policy, MergePolicy::default());
+    }
+
+    #[test]
+    fn advisor_knobs_have_ksm_defaults() {
+        let k = |id: KnobId| &KNOBS[id as usize];
+        assert_eq!(k(KnobId::AdvisorMode).name, c"advisor_mode");
+        assert_eq!(shown(k(KnobId::AdvisorMode).kind, 0), "[none] scan-time\n");
+        assert_eq!(
+            parse(k(KnobId::AdvisorMode).kind, b"scan-time\n"),
+            Ok(crate::advisor::ADVISOR_SCAN_TIME)
+        );
+        assert_eq!(k(KnobId::AdvisorTargetScanTime).default, 200);
+        assert_eq!(
+            parse(k(KnobId::AdvisorTargetScanTime).kind, b"0"),
+            Err(Invalid)
+        );
+        assert_eq!(k(KnobId::AdvisorMaxCpu).default, 70);
+        assert_eq!(k(KnobId::AdvisorMinPagesToScan).default, 500);
+        assert_eq!(k(KnobId::AdvisorMaxPagesToScan).default, 30000);
+        assert_eq!(
+            k(KnobId::AdvisorMaxPagesToScan).name,
+            c"advisor_max_pages_to_scan"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use kernel::prelude::*;
 
+mod advisor;
 mod control;
 mod engine;
 #[path = "../rust-bindings/ffi.rs"]

@@ -5,6 +5,7 @@
 
 use kernel::prelude::*;
 use kernel::sync::Arc;
+use kernel::time::{Instant, Monotonic};
 
 use crate::control::{Control, Work};
 use crate::engine::Engine;
@@ -94,11 +95,15 @@ extern "C" fn rksmd(data: *mut c_void) -> c_int {
     unsafe { ffi::rksm_kthread_set_freezable() };
     let mut rounds: u32 = 0;
     let mut paced = false;
+    // When the pass in progress started, for the scan-time advisor.
+    let mut pass_start: Option<Instant<Monotonic>> = None;
     loop {
         match control.next_work(paced, should_stop) {
             Work::Stop => return 0,
             Work::Unmerge(ticket) => {
                 control.serve_unmerge(ticket, || engine.unmerge_all());
+                // run=2 forgets the pass in progress.
+                pass_start = None;
                 paced = false;
             }
             Work::Scan => {
@@ -110,7 +115,18 @@ extern "C" fn rksmd(data: *mut c_void) -> c_int {
                         );
                     }
                 } else if let Some(round) = control.begin_round() {
-                    engine.scan_round(round.snapshot());
+                    let started = Instant::now();
+                    let end = engine.scan_round(round.snapshot());
+                    drop(round);
+                    if end.pass_started {
+                        pass_start = Some(started);
+                    }
+                    if end.pass_ended {
+                        let ms = pass_start.take().map_or(0, |t| t.elapsed().as_millis());
+                        // SAFETY: We are the kthread; it reads its own CPU time.
+                        let cpu_ns = unsafe { ffi::rksm_current_cpu_ns() };
+                        control.pass_ended(u64::try_from(ms).unwrap_or(0), cpu_ns);
+                    }
                 }
                 paced = true;
             }

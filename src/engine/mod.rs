@@ -76,6 +76,15 @@ enum SlotTurn {
     Gone,
 }
 
+/// Which pass boundaries a scan round crossed (for the scan-time advisor's clock).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct RoundEnd {
+    /// A pass started in this round.
+    pub(crate) pass_started: bool,
+    /// A pass ended in this round: `full_scans` moved.
+    pub(crate) pass_ended: bool,
+}
+
 /// The scanner's state.
 pub(crate) struct Engine {
     mms: MmTable,
@@ -115,18 +124,23 @@ impl Engine {
     }
 
     /// Scans up to `knobs.pages_to_scan` pages, continuing the current pass.
-    pub(crate) fn scan_round(&mut self, knobs: &Snapshot) {
+    pub(crate) fn scan_round(&mut self, knobs: &Snapshot) -> RoundEnd {
         let mut budget = knobs.pages_to_scan;
+        let mut end = RoundEnd::default();
         self.policy = knobs.policy;
         while budget > 0 {
-            if !self.in_pass && (self.start_pass().is_err() || self.mms.is_empty()) {
-                return;
+            if !self.in_pass {
+                if self.start_pass().is_err() || self.mms.is_empty() {
+                    return end;
+                }
+                end.pass_started = true;
             }
             let Some(tag) = self.current else {
                 // As in KSM, a round ends where a full scan ends: sleep_millisecs lies between
                 // two passes, and full_scans counts passes, not rounds.
                 self.end_pass();
-                return;
+                end.pass_ended = true;
+                return end;
             };
             match self.scan_slot(tag, &mut budget, knobs) {
                 SlotTurn::Done => self.current = self.mms.next_after(Some(tag)),
@@ -136,9 +150,10 @@ impl Engine {
                     self.mms.remove(tag);
                     self.current = self.mms.next_after(Some(tag));
                 }
-                SlotTurn::Yield => return,
+                SlotTurn::Yield => return end,
             }
         }
+        end
     }
 
     /// Starts a pass: adds newly opted-in mms, drops those that left, and drains the per-CPU
