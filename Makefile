@@ -6,13 +6,15 @@
 #   make run      boot the test kernel in QEMU, load rksm, show it working
 #   make check    host unit tests, rustfmt, clippy, module build, QEMU kselftests
 #   make bench    rksm against in-kernel KSM in the same VM (tens of minutes)
+#   make install KDIR=...  install rksm.ko for that kernel, with rksm-apply,
+#                 rksm.service and /etc/rksm.conf (DESTDIR=dir for packaging)
 #   make clean    remove build output (the kernel cache stays)
 #
 # KDIR=/path/to/built/kernel   build against that tree instead of the cache
 # RKSM_CACHE=dir               cache directory (default ~/.cache/rksm)
 
 SHELL := /bin/bash
-.PHONY: all setup kernel module run check bench clean rust-analyzer
+.PHONY: all setup kernel module run check bench install clean rust-analyzer
 
 all: module
 
@@ -33,6 +35,9 @@ check:
 
 bench: module
 	scripts/bench.sh
+
+install:
+	scripts/install.sh
 
 rust-analyzer: kernel
 	scripts/build-module.sh rust-analyzer

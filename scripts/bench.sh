@@ -6,15 +6,34 @@
 #   BENCH_ARGS="--workload dup --speed full"   passed to rksm-bench
 #   BENCH_ARGS="--section scale"               the scale section only
 #   BENCH_MEM=8192  BENCH_TIMEOUT=4800         guest MiB, guest time limit (s)
+#   BENCH_KERNEL=test                          measure on the test kernel
+#                                              (lockdep, DEBUG_VM) instead of
+#                                              the bench kernel
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-kdir=$(rksm_kdir) || die "no test kernel: run 'make kernel'"
 results=$RKSM_ROOT/bench/results
 work=$(mktemp -d /tmp/rksm-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+if [ "${BENCH_KERNEL:-bench}" = test ]; then
+	kdir=$(rksm_kdir) || die "no test kernel: run 'make kernel'"
+	ko=$RKSM_ROOT/rksm.ko
+else
+	# The bench kernel: the test kernel's config without lockdep and the other
+	# debugging (qemu/bench-kernel.config), built once and cached. rksm is
+	# built against it from a copy of the sources.
+	kdir=$(RKSM_KERNEL_FLAVOR=bench "$RKSM_ROOT/scripts/build-kernel.sh" | tail -n 1)
+	mkdir -p "$work/module"
+	cp -r "$RKSM_ROOT/Kbuild" "$RKSM_ROOT/src" "$RKSM_ROOT/rust-bindings" "$work/module/"
+	find "$work/module" \( -name '*.o' -o -name '.*.cmd' -o -name '*.d' \) -delete
+	KDIR=$kdir kmake M="$work/module" modules >"$work/module/build.log" 2>&1 ||
+		{ tail -n 30 "$work/module/build.log"; die "building rksm for the bench kernel failed"; }
+	ko=$work/module/rksm.ko
+fi
+export KDIR=$kdir RKSM_KO=$ko
+say "benchmarking on $kdir"
 "$RKSM_ROOT/scripts/build-bench.sh" "$work"
 # vm-image: a realistic mix of code, data and zeros, the kind a guest holds.
-cp "$kdir/vmlinux" "$kdir/arch/x86/boot/bzImage" "$RKSM_ROOT/rksm.ko" "$work/"
+cp "$kdir/vmlinux" "$kdir/arch/x86/boot/bzImage" "$ko" "$work/"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$results"
 log=$work/out.txt

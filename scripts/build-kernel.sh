@@ -3,6 +3,11 @@
 # Cached in $RKSM_CACHE/kernel-<key>, the key being a hash of the source
 # version, the config fragment, the patches and RECIPE, so a second run
 # rebuilds nothing. Prints the tree's path when done.
+#   RKSM_KERNEL_FLAVOR=bench   the bench kernel instead: kernel.config with
+#                              qemu/bench-kernel.config's lines in place of
+#                              its own (no lockdep, no DEBUG_VM), cached in
+#                              $RKSM_CACHE/benchkernel-<key>; current-kernel
+#                              stays the test kernel.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -10,19 +15,37 @@ version=$(cat "$RKSM_CACHE/kernel-source-version" 2>/dev/null) || die "run scrip
 tarball=$(cat "$RKSM_CACHE/kernel-source-tarball")
 # Bump RECIPE when a change to this script changes what it builds.
 RECIPE=1
-key=$( { echo "$version $RECIPE"; cat "$RKSM_ROOT/qemu/kernel.config" "$RKSM_ROOT"/qemu/patches/*.patch; } |
+flavor=${RKSM_KERNEL_FLAVOR:-test}
+fragment=$(mktemp /tmp/rksm-kconfig.XXXXXX)
+trap 'rm -f "$fragment"' EXIT
+case "$flavor" in
+test)
+	prefix=kernel
+	cp "$RKSM_ROOT/qemu/kernel.config" "$fragment"
+	;;
+bench)
+	prefix=benchkernel
+	# Each option the bench fragment names replaces kernel.config's line for it.
+	opts=$(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=.*/\1/p; s/^# \(CONFIG_[A-Z0-9_]*\) is not set/\1/p' \
+		"$RKSM_ROOT/qemu/bench-kernel.config")
+	grep -v -w -F "$opts" "$RKSM_ROOT/qemu/kernel.config" >"$fragment" || true
+	cat "$RKSM_ROOT/qemu/bench-kernel.config" >>"$fragment"
+	;;
+*) die "RKSM_KERNEL_FLAVOR must be test or bench, not $flavor" ;;
+esac
+key=$( { echo "$version $RECIPE"; cat "$fragment" "$RKSM_ROOT"/qemu/patches/*.patch; } |
 	sha256sum | cut -c1-16)
-dir=$RKSM_CACHE/kernel-$key
+dir=$RKSM_CACHE/$prefix-$key
 tree=$dir/linux
 
 if [ -f "$dir/.done" ]; then
-	echo "$tree" >"$RKSM_CACHE/current-kernel"
-	say "test kernel $version is cached ($dir)"
+	[ "$flavor" = bench ] || echo "$tree" >"$RKSM_CACHE/current-kernel"
+	say "$flavor kernel $version is cached ($dir)"
 	echo "$tree"
 	exit 0
 fi
 
-say "building test kernel $version into $dir (about 10 minutes on 2 cores)"
+say "building $flavor kernel $version into $dir (about 10 minutes on 2 cores)"
 rm -rf "$dir"
 mkdir -p "$dir"
 tar -C "$dir" -xf "$tarball"
@@ -35,7 +58,7 @@ done
 export LIBCLANG_PATH=${LIBCLANG_PATH:-$(rksm_libclang_path)}
 km=(make -C "$tree" ARCH=x86_64 "${KRUST[@]}")
 "${km[@]}" -s tinyconfig
-"$tree"/scripts/kconfig/merge_config.sh -m -O "$tree" "$tree/.config" "$RKSM_ROOT/qemu/kernel.config" >/dev/null
+"$tree"/scripts/kconfig/merge_config.sh -m -O "$tree" "$tree/.config" "$fragment" >/dev/null
 "${km[@]}" -s olddefconfig
 
 # An option the fragment asks for but olddefconfig dropped (a missing
@@ -46,9 +69,12 @@ while IFS= read -r line; do
 	CONFIG_*=*)
 		grep -qxF "$line" "$tree/.config" || { say "config: wanted $line, got: $(grep "^${line%%=*}=\|# ${line%%=*} is" "$tree/.config" || echo unset)"; bad=1; } ;;
 	"# CONFIG_"*" is not set")
-		grep -qxF "$line" "$tree/.config" || { say "config: wanted '$line'"; bad=1; } ;;
+		# Off: no value (a selected-only option has no "is not set" line).
+		opt=${line#\# }
+		opt=${opt%% *}
+		! grep -q "^$opt=" "$tree/.config" || { say "config: wanted '$line', got: $(grep "^$opt=" "$tree/.config")"; bad=1; } ;;
 	esac
-done <"$RKSM_ROOT/qemu/kernel.config"
+done <"$fragment"
 if [ $bad != 0 ]; then
 	[ -n "$(grep -x 'CONFIG_RUST=y' "$RKSM_ROOT/qemu/kernel.config")" ] && "${km[@]}" rustavailable || true
 	die "kernel config lost options (see above)"
@@ -58,9 +84,13 @@ fi
 "${km[@]}" -s headers_install INSTALL_HDR_PATH="$dir/headers" >/dev/null
 echo "$version" >"$dir/version"
 touch "$dir/.done"
-echo "$tree" >"$RKSM_CACHE/current-kernel"
-
-# Keep the two newest kernels; each is a few GiB.
-ls -1dt "$RKSM_CACHE"/kernel-*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
-say "test kernel $version built"
+if [ "$flavor" = bench ]; then
+	# Keep the newest bench kernel only.
+	ls -1dt "$RKSM_CACHE"/benchkernel-*/ 2>/dev/null | tail -n +2 | xargs -r rm -rf
+else
+	echo "$tree" >"$RKSM_CACHE/current-kernel"
+	# Keep the two newest kernels; each is a few GiB.
+	ls -1dt "$RKSM_CACHE"/kernel-*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
+fi
+say "$flavor kernel $version built"
 echo "$tree"

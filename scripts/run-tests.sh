@@ -43,6 +43,10 @@ if [ -z "${TESTS:-}" ] || grep -qw memfd_selftests <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-memfd-selftests.sh" "$out"
 	cp "$RKSM_ROOT/tests/memfd_selftests.sh" "$out/"
 fi
+# rksm-apply (what rksm.service runs) against the live module.
+if [ -z "${TESTS:-}" ] || grep -qw apply_config <<<"$TESTS"; then
+	cp "$RKSM_ROOT/tests/apply_config.sh" "$RKSM_ROOT/scripts/rksm-apply" "$RKSM_ROOT/scripts/rksm.conf" "$out/"
+fi
 # The benchmark's smoke run (static, for the guest).
 if [ -z "${TESTS:-}" ] || grep -qw bench_smoke <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-bench.sh" "$out"
