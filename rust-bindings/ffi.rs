@@ -175,6 +175,13 @@ extern "C" {
         max: c_int,
         all: bool,
     ) -> c_int;
+    /// Adds `merging` and `items` (either may be negative) to `mm`'s `ksm_merging_pages` and
+    /// `ksm_rmap_items`, the counters of `/proc/<pid>/ksm_stat`.
+    ///
+    /// # Safety
+    ///
+    /// `mm` is a live `mm_struct` (an mm_count reference is held). Only `rksmd` calls this.
+    pub(crate) fn rksm_mm_ksm_stat_add(mm: *mut Mm, merging: c_long, items: c_long);
     /// Whether `mm` is opted in (MMF_VM_MERGEABLE or MMF_VM_MERGE_ANY).
     pub(crate) fn rksm_mm_opted_in_now(mm: *mut Mm) -> bool;
     /// Drops an `mmgrab` reference.

@@ -60,6 +60,25 @@ bool rksm_mm_opted_in_now(struct mm_struct *mm)
 	return rksm_mm_opted_in(mm);
 }
 
+/*
+ * Add @merging and @items (either may be negative) to @mm's ksm_merging_pages
+ * and ksm_rmap_items, the per-process counters /proc/<pid>/ksm_stat and
+ * ksm_merging_pages show. Only ksmd writes them otherwise, and ksmd and rksmd
+ * never run at once (rksm refuses run=1 while KSM runs and steps aside when
+ * it starts), so a plain read-add-write does; rksm adds and takes back its own
+ * share, so KSM's stays counted. Fork zeroes both in the child (ksm_fork()),
+ * where rksm starts from zero too. ksm_zero_pages is left alone: the kernel
+ * adds a child's copy of it to KSM's global count at fork and takes it back
+ * only for the dirty zero-page PTEs KSM makes, which rksm does not.
+ */
+void rksm_mm_ksm_stat_add(struct mm_struct *mm, long merging, long items)
+{
+#ifdef CONFIG_KSM
+	WRITE_ONCE(mm->ksm_merging_pages, READ_ONCE(mm->ksm_merging_pages) + merging);
+	WRITE_ONCE(mm->ksm_rmap_items, READ_ONCE(mm->ksm_rmap_items) + items);
+#endif
+}
+
 void rksm_mmdrop(struct mm_struct *mm)
 {
 	mmdrop(mm);

@@ -60,6 +60,7 @@ void rksm_kthread_set_freezable(void);
 void rksm_try_to_freeze(void);
 void rksm_cond_resched(void);
 u64 rksm_current_cpu_ns(void);
+void rksm_mm_ksm_stat_add(struct mm_struct *mm, long merging, long items);
 int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max, bool all);
 bool rksm_mm_opted_in_now(struct mm_struct *mm);
 void rksm_mmdrop(struct mm_struct *mm);

@@ -226,6 +226,8 @@ impl Engine {
                         pass.finish(|r| {
                             unmerge::unmerge_if_unmergeable(&locked, r, file, merge_exec)
                         });
+                        drop(locked);
+                        slot.show_stats();
                         return SlotTurn::Done;
                     };
                     let mut walk = WalkStats::default();

@@ -14,6 +14,7 @@ use kernel::rbtree::RBTree;
 use kernel::sync::aref::ARef;
 
 use super::pass::{self, Deltas, Record};
+use crate::ffi;
 use crate::intervals::Covered;
 use crate::merge_policy::Owner;
 use crate::mm;
@@ -184,6 +185,57 @@ pub(crate) struct MmSlot {
     /// Whose it is, as rksm first met it: what its merge domain is made of.
     pub(crate) owner: Owner,
     pub(crate) pass: PassState,
+    /// What this slot added to the mm's `/proc/<pid>/ksm_stat` counters.
+    shown: ProcStat,
+}
+
+/// The two per-process counters of `/proc/<pid>/ksm_stat` rksm keeps: `ksm_merging_pages` and
+/// `ksm_rmap_items` (here, pages rksm tracks).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct ProcStat {
+    merging: usize,
+    items: usize,
+}
+
+impl MmSlot {
+    /// Shows the pass just finished in the mm's `ksm_stat` counters: its stable merges and its
+    /// records. Adds the difference to what this slot showed before, so whatever KSM itself
+    /// left there stays counted. O(records), once per pass.
+    pub(crate) fn show_stats(&mut self) {
+        let now = ProcStat {
+            merging: self
+                .pass
+                .records()
+                .filter(|r| r.flags & super::pass::STABLE_MERGED != 0)
+                .count(),
+            items: self.pass.records().count(),
+        };
+        self.show(now);
+    }
+
+    fn show(&mut self, now: ProcStat) {
+        if now == self.shown {
+            return;
+        }
+        let delta = |new: usize, old: usize| (new as i64).wrapping_sub(old as i64) as c_long;
+        // SAFETY: `mm` holds an mm_count reference, so the mm_struct is allocated; only rksmd
+        // writes these fields while KSM is stopped (see the shim).
+        unsafe {
+            ffi::rksm_mm_ksm_stat_add(
+                self.mm.as_raw().cast(),
+                delta(now.merging, self.shown.merging),
+                delta(now.items, self.shown.items),
+            )
+        };
+        self.shown = now;
+    }
+}
+
+impl Drop for MmSlot {
+    fn drop(&mut self) {
+        // The mm leaves rksm: take back what it showed.
+        self.show(ProcStat::default());
+    }
 }
 
 /// Every mm rksm scans, by tag.
@@ -278,6 +330,7 @@ impl MmTable {
                 mm: process.mm,
                 owner,
                 pass: PassState::new(),
+                shown: ProcStat::default(),
             };
             self.slots.try_create_and_insert(tag, slot, GFP_KERNEL)?;
         }
