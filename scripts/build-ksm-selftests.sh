@@ -9,10 +9,10 @@
 # --ksm keeps the original /sys/kernel/mm/ksm/ (to check the harness against
 # the in-kernel KSM: scripts/vm-run --no-load -d OUTDIR -- sh ksm_selftests.sh).
 #
-# ksm_functional_tests.c is not built: every test in it but one checks that
-# merging happened through /proc/self/ksm_merging_pages or /proc/self/ksm_stat,
-# per-mm counters only KSM's own code updates (the remaining one, test_prctl,
-# only exercises the kernel's prctl). See README.md.
+# ksm_functional_tests.c is not built: most of its cases expect
+# MADV_UNMERGEABLE or PR_SET_MEMORY_MERGE=0 to unmerge at once, which the
+# kernel does only for KSM's own pages (rksm undoes its merges at its next
+# full scan). See README.md.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
