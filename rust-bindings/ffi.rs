@@ -216,17 +216,20 @@ extern "C" {
     pub(crate) fn rksm_pud_end(addr: c_ulong, end: c_ulong) -> c_ulong;
     /// `pmd_addr_end`.
     pub(crate) fn rksm_pmd_end(addr: c_ulong, end: c_ulong) -> c_ulong;
-    /// Collects up to `max` present pages of one PTE table in `[addr, end)`.
+    /// Collects up to `max` present pages of one PTE table, in the `nranges` ranges
+    /// `[ranges[2i], ranges[2i + 1])` from `addr` on.
     ///
     /// # Safety
     ///
-    /// The mmap lock of `mm` is held; `pmd` came from [`rksm_pmd`] under it; `[addr, end)` lies
-    /// within one pmd; `hits` is valid for `max` writes and `next` for one.
+    /// The mmap lock of `mm` is held; `pmd` came from [`rksm_pmd`] under it; `ranges` holds
+    /// `2 * nranges` addresses of ranges in address order, each inside one VMA and all within
+    /// this pmd; `hits` is valid for `max` writes and `next` for one.
     pub(crate) fn rksm_scan_ptes(
         mm: *mut Mm,
         pmd: *mut Pmd,
+        ranges: *const c_ulong,
+        nranges: c_int,
         addr: c_ulong,
-        end: c_ulong,
         stable_file: *mut File,
         hits: *mut Hit,
         max: c_int,

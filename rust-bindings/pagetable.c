@@ -92,57 +92,70 @@ unsigned long rksm_pmd_end(unsigned long addr, unsigned long end)
 }
 
 /*
- * Collect up to @max present pages mapped by the PTE table of @pmd in
- * [@addr, @end) (within one pmd) into @hits, each with a folio reference.
- * *@next is where the next call should start. Returns the hit count, or 0
- * if the table went away. @stable_file: rksm's file, to tell merged pages.
+ * Collect up to @max present pages mapped by the PTE table of @pmd into @hits,
+ * each with a folio reference: those in the @nranges ranges [@ranges[2i],
+ * @ranges[2i + 1]), in address order, all within this one pmd (each inside
+ * one VMA; several small VMAs cost one map and lock of the table, not one
+ * each), from @addr on. *@next is where the next call should start: the end
+ * of the last range once all are done. Returns the hit count, or 0 if the
+ * table went away. @stable_file: rksm's file, to tell merged pages.
  */
-int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, unsigned long addr, unsigned long end,
-		   struct file *stable_file, struct rksm_hit *hits, int max,
+int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, const unsigned long *ranges, int nranges,
+		   unsigned long addr, struct file *stable_file, struct rksm_hit *hits, int max,
 		   unsigned long *next)
 {
+	unsigned long base;
 	spinlock_t *ptl;
-	pte_t *start, *pte;
-	int n = 0;
+	pte_t *start;
+	int n = 0, r;
 
-	*next = end;
-	start = pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
-	if (!pte)
+	if (nranges <= 0)
 		return 0;
-	for (; addr < end; addr += PAGE_SIZE, pte++) {
-		pte_t val = ptep_get(pte);
-		unsigned long pfn;
-		struct folio *folio;
-		struct page *page;
-		unsigned int kind;
+	base = ranges[0];
+	*next = ranges[2 * nranges - 1];
+	start = pte_offset_map_lock(mm, pmd, base, &ptl);
+	if (!start)
+		return 0;
+	for (r = 0; r < nranges; r++) {
+		unsigned long a = max(addr, ranges[2 * r]), end = ranges[2 * r + 1];
+		pte_t *pte = start + ((a - base) >> PAGE_SHIFT);
 
-		if (n == max) {
-			*next = addr;
-			break;
+		for (; a < end; a += PAGE_SIZE, pte++) {
+			pte_t val = ptep_get(pte);
+			unsigned long pfn;
+			struct folio *folio;
+			struct page *page;
+			unsigned int kind;
+
+			if (n == max) {
+				*next = a;
+				goto out;
+			}
+			if (!pte_present(val))
+				continue;
+			pfn = pte_pfn(val);
+			if (is_zero_pfn(pfn)) {
+				hits[n++] = (struct rksm_hit){ .addr = a, .kind = RKSM_HIT_ZERO };
+				continue;
+			}
+			if (pte_special(val) || !pfn_valid(pfn))
+				continue;
+			page = pfn_to_page(pfn);
+			folio = page_folio(page);
+			if (folio_is_zone_device(folio) || folio_test_ksm(folio))
+				continue;
+			if (folio_test_anon(folio))
+				kind = folio_test_large(folio) ? RKSM_HIT_ANON_LARGE : RKSM_HIT_ANON;
+			else if (stable_file && folio->mapping == stable_file->f_mapping)
+				kind = RKSM_HIT_STABLE;
+			else
+				continue;
+			if (!folio_try_get(folio))
+				continue;
+			hits[n++] = (struct rksm_hit){ .addr = a, .page = page, .kind = kind };
 		}
-		if (!pte_present(val))
-			continue;
-		pfn = pte_pfn(val);
-		if (is_zero_pfn(pfn)) {
-			hits[n++] = (struct rksm_hit){ .addr = addr, .kind = RKSM_HIT_ZERO };
-			continue;
-		}
-		if (pte_special(val) || !pfn_valid(pfn))
-			continue;
-		page = pfn_to_page(pfn);
-		folio = page_folio(page);
-		if (folio_is_zone_device(folio) || folio_test_ksm(folio))
-			continue;
-		if (folio_test_anon(folio))
-			kind = folio_test_large(folio) ? RKSM_HIT_ANON_LARGE : RKSM_HIT_ANON;
-		else if (stable_file && folio->mapping == stable_file->f_mapping)
-			kind = RKSM_HIT_STABLE;
-		else
-			continue;
-		if (!folio_try_get(folio))
-			continue;
-		hits[n++] = (struct rksm_hit){ .addr = addr, .page = page, .kind = kind };
 	}
+out:
 	pte_unmap_unlock(start, ptl);
 	return n;
 }

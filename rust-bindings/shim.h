@@ -76,8 +76,8 @@ unsigned long rksm_pgd_end(unsigned long addr, unsigned long end);
 unsigned long rksm_p4d_end(unsigned long addr, unsigned long end);
 unsigned long rksm_pud_end(unsigned long addr, unsigned long end);
 unsigned long rksm_pmd_end(unsigned long addr, unsigned long end);
-int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, unsigned long addr, unsigned long end,
-		   struct file *stable_file, struct rksm_hit *hits, int max,
+int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, const unsigned long *ranges, int nranges,
+		   unsigned long addr, struct file *stable_file, struct rksm_hit *hits, int max,
 		   unsigned long *next);
 int rksm_scan_huge_pmd(struct mm_struct *mm, pmd_t *pmd, unsigned long addr,
 		       struct rksm_hit *hit);

@@ -91,7 +91,9 @@ pub(crate) fn walk(
             let pmd = unsafe { ffi::rksm_pmd(pud, addr) };
             // SAFETY: `pmd` points into a table kept by the mmap lock.
             let (stop, more) = match unsafe { ffi::rksm_pmd_kind(pmd) } {
-                ffi::PMD_TABLE => scan_table(guard, pmd, addr, next, budget, stable_file, &mut f),
+                ffi::PMD_TABLE => {
+                    scan_table(guard, pmd, &[addr, next], addr, budget, stable_file, &mut f)
+                }
                 ffi::PMD_HUGE => scan_huge(guard, pmd, addr, next, budget, stats, &mut f),
                 _ => (next, true),
             };
@@ -144,17 +146,82 @@ fn scan_huge(
     (addr, true)
 }
 
-/// Scans one PTE table from `addr` to `end` in batches; returns where it stopped and whether
-/// `f` wants more.
+/// The most ranges [`walk_ranges`] takes at once.
+pub(crate) const MAX_RANGES: usize = 32;
+
+/// Walks several ranges that all lie within one pmd's span (2 MiB), each inside one VMA, in
+/// address order, as `ranges` (`[start0, end0, start1, end1, ...]`): one descent and one lock of
+/// the PTE table per batch for all of them, where [`walk`] would take one per range. For
+/// processes of many small VMAs. Returns where it stopped: the end of the last range when all
+/// are done.
+pub(crate) fn walk_ranges(
+    guard: &Locked<'_>,
+    ranges: &[c_ulong],
+    budget: &mut usize,
+    stable_file: *mut ffi::File,
+    stats: &mut WalkStats,
+    mut f: impl FnMut(Found) -> bool,
+) -> usize {
+    let (Some(&first), Some(&last)) = (ranges.first(), ranges.last()) else {
+        return 0;
+    };
+    let mm = guard.raw_mm();
+    // SAFETY: `mm` is pinned and its mmap lock is held by `guard`; below, each entry passed on
+    // is a present one for `first`.
+    let pgd = unsafe { ffi::rksm_pgd(mm, first) };
+    let p4d = if pgd.is_null() {
+        core::ptr::null_mut()
+    } else {
+        // SAFETY: As above.
+        unsafe { ffi::rksm_p4d(pgd, first) }
+    };
+    let pud = if p4d.is_null() {
+        core::ptr::null_mut()
+    } else {
+        // SAFETY: As above.
+        unsafe { ffi::rksm_pud(p4d, first) }
+    };
+    if pud.is_null() {
+        // Nothing is mapped anywhere in this pmd's span.
+        return last as usize;
+    }
+    // SAFETY: As above.
+    let pmd = unsafe { ffi::rksm_pmd(pud, first) };
+    // SAFETY: `pmd` points into a table kept by the mmap lock.
+    match unsafe { ffi::rksm_pmd_kind(pmd) } {
+        ffi::PMD_TABLE => {
+            scan_table(guard, pmd, ranges, first, budget, stable_file, &mut f).0 as usize
+        }
+        ffi::PMD_HUGE => {
+            // A THP spans the pmd, so it lies in one VMA: the ranges one at a time.
+            for pair in ranges.chunks_exact(2) {
+                let (start, end) = (pair[0] as usize, pair[1] as usize);
+                let stop = walk(guard, start, end, budget, stable_file, stats, &mut f);
+                if stop < end {
+                    return stop;
+                }
+            }
+            last as usize
+        }
+        _ => last as usize,
+    }
+}
+
+/// Scans the `ranges` (flat `[start, end]` pairs, in one PTE table) from `addr` on, in
+/// batches; returns where it stopped and whether `f` wants more.
 fn scan_table(
     guard: &Locked<'_>,
     pmd: *mut ffi::Pmd,
+    ranges: &[c_ulong],
     mut addr: c_ulong,
-    end: c_ulong,
     budget: &mut usize,
     stable_file: *mut ffi::File,
     f: &mut impl FnMut(Found) -> bool,
 ) -> (c_ulong, bool) {
+    let Some(&end) = ranges.last() else {
+        return (addr, true);
+    };
+    let nranges = c_int::try_from(ranges.len() / 2).unwrap_or(0);
     let mut hits = [ffi::Hit {
         addr: 0,
         page: core::ptr::null_mut(),
@@ -163,14 +230,16 @@ fn scan_table(
     while addr < end && *budget > 0 {
         let max = (*budget).min(BATCH) as c_int;
         let mut next: c_ulong = end;
-        // SAFETY: the mmap lock is held; `pmd` came from `rksm_pmd` under it; `[addr, end)`
-        // lies within this pmd; `hits` has room for `max <= BATCH` entries.
+        // SAFETY: the mmap lock is held; `pmd` came from `rksm_pmd` under it; the caller gives
+        // `ranges` in address order, each in one VMA and all within this pmd; `hits` has room
+        // for `max <= BATCH` entries.
         let n = unsafe {
             ffi::rksm_scan_ptes(
                 guard.raw_mm(),
                 pmd,
+                ranges.as_ptr(),
+                nranges,
                 addr,
-                end,
                 stable_file,
                 hits.as_mut_ptr(),
                 max,

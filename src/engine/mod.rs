@@ -19,7 +19,7 @@
 use kernel::prelude::*;
 
 use crate::ffi;
-use crate::intervals::next_to_scan;
+use crate::intervals::{next_to_scan, Covered};
 use crate::knobs::Snapshot;
 use crate::merge_policy::MergePolicy;
 use crate::mm::{self, Locked, VmaKind};
@@ -64,6 +64,60 @@ impl Iterator for MergeableRanges<'_> {
             }
         }
     }
+}
+
+/// The span of one pmd (one PTE table): 2 MiB.
+const PMD_SPAN: usize = 1 << 21;
+
+/// Gathers into `out` (flat `[start, end]` pairs) the uncovered range `[addr, run_end)` and,
+/// if it ends inside `addr`'s pmd span, the uncovered parts of the mergeable VMAs after it in
+/// that span, in address order, up to [`range_walk::MAX_RANGES`] ranges; returns how many.
+/// Each range lies inside one VMA. One VMA lookup per range, plus one for the first VMA past.
+fn small_neighbours(
+    locked: &Locked<'_>,
+    covered: &Covered,
+    addr: usize,
+    run_end: usize,
+    merge_exec: bool,
+    out: &mut [c_ulong; 2 * range_walk::MAX_RANGES],
+) -> usize {
+    let mut put = |i: usize, a: usize, b: usize| {
+        if let Some(pair) = out.get_mut(2 * i..2 * i + 2) {
+            for (slot, v) in pair.iter_mut().zip([a, b]) {
+                *slot = v as c_ulong;
+            }
+        }
+    };
+    put(0, addr, run_end);
+    let pmd_end = (addr | (PMD_SPAN - 1)).saturating_add(1);
+    if run_end >= pmd_end {
+        return 1;
+    }
+    let mut n = 1;
+    let mut from = run_end;
+    let after = MergeableRanges {
+        locked,
+        addr: run_end,
+        merge_exec,
+    };
+    for (start, end) in after {
+        if start >= pmd_end || n == range_walk::MAX_RANGES {
+            break;
+        }
+        let end = end.min(pmd_end);
+        let Some(a) = covered.next_uncovered(start.max(from), end) else {
+            continue;
+        };
+        let b = covered.uncovered_until(a, end);
+        put(n, a, b);
+        n += 1;
+        from = b;
+        if b < end {
+            // More of this VMA is covered and then not: the next turn finds the rest.
+            break;
+        }
+    }
+    n
 }
 
 /// How a slot's turn ended.
@@ -231,20 +285,45 @@ impl Engine {
                         return SlotTurn::Done;
                     };
                     let mut walk = WalkStats::default();
-                    let stop = range_walk::walk(
+                    let mut take = |found| {
+                        // Cannot fail: the walk stops once the batch is full.
+                        let _ = batch.push_within_capacity(found);
+                        batch.len() < BATCH
+                    };
+                    // Small VMAs: the next ones in the same pmd go along, under one lock of
+                    // their PTE table.
+                    let mut ranges = [0 as c_ulong; 2 * range_walk::MAX_RANGES];
+                    let n = small_neighbours(
                         &locked,
+                        &pass.covered,
                         addr,
                         run_end,
-                        budget,
-                        file.raw(),
-                        &mut walk,
-                        |found| {
-                            // Cannot fail: the walk stops once the batch is full.
-                            let _ = batch.push_within_capacity(found);
-                            batch.len() < BATCH
-                        },
+                        merge_exec,
+                        &mut ranges,
                     );
-                    stats::add(Stat::ThpPagesSkipped, walk.thp_pages as i64);
+                    let stop = if n > 1 {
+                        range_walk::walk_ranges(
+                            &locked,
+                            ranges.get(..2 * n).unwrap_or(&[]),
+                            budget,
+                            file.raw(),
+                            &mut walk,
+                            &mut take,
+                        )
+                    } else {
+                        range_walk::walk(
+                            &locked,
+                            addr,
+                            run_end,
+                            budget,
+                            file.raw(),
+                            &mut walk,
+                            &mut take,
+                        )
+                    };
+                    if walk.thp_pages != 0 {
+                        stats::add(Stat::ThpPagesSkipped, walk.thp_pages as i64);
+                    }
                     // Everything from the cursor up to `addr` held nothing left to scan: cover
                     // it too, so the record stays one range in the usual case.
                     let from = if addr >= pass.cursor {
