@@ -14,17 +14,6 @@
 #define UID_A 1001
 #define UID_B 1002
 
-/* Kid function: take real, effective and saved uid @arg (and keep dying with the test). */
-static long kid_setuid(struct rksm_kids *k, int slot, long arg)
-{
-	(void)k;
-	(void)slot;
-	if (setresuid(arg, arg, arg))
-		return -errno;
-	/* A change of credentials clears the parent-death signal. */
-	return prctl(PR_SET_PDEATHSIG, SIGKILL) ? -errno : 0;
-}
-
 /* Kid function: mprotect its buffer to @arg. */
 static long kid_mprotect(struct rksm_kids *k, int slot, long arg)
 {
@@ -83,23 +72,6 @@ FIXTURE_TEARDOWN(policy)
 	rksm_write("zero_pages_only", "0");
 }
 
-/* Spawn kids 0..n-1 with uids[i] (0: stay root), filled from their seeds, then opted in. */
-static int start_kids(struct rksm_kids *k, int n, const long *uids)
-{
-	for (int i = 0; i < n; i++) {
-		if (rksm_kid_spawn(k, i) < 0)
-			return -ECHILD;
-		if (uids && uids[i] && rksm_kid_call(k, i, kid_setuid, uids[i]))
-			return -EPERM;
-		if (rksm_kid_call(k, i, rksm_kid_fill, 0) != (long)k->pages)
-			return -EIO;
-	}
-	for (int i = 0; i < n; i++)
-		if (rksm_kid_call(k, i, rksm_kid_madvise, MADV_MERGEABLE))
-			return -EIO;
-	return 0;
-}
-
 static int read_pfns(struct rksm_kids *k, int n, uint64_t pfn[][PAGES])
 {
 	for (int i = 0; i < n; i++) {
@@ -133,7 +105,7 @@ TEST_F(policy, uid_domains)
 
 	rksm_kids_seed_common(&self->k, 4);
 	ASSERT_EQ(0, rksm_write("merge_domains", "uid"));
-	ASSERT_EQ(0, start_kids(&self->k, 4, two_uids));
+	ASSERT_EQ(0, rksm_kids_start_as(&self->k, 4, two_uids));
 	ASSERT_EQ(0, rksm_write("run", "1"));
 	/* One stable page per content per uid, each mapped twice. */
 	ASSERT_EQ(0, rksm_wait_counts(2 * PAGES, 2 * PAGES, 1, 120, &c))
@@ -161,7 +133,7 @@ TEST_F(policy, process_domains)
 		for (int i = 0; i < PAGES; i++)
 			rksm_kid_seeds(&self->k, s)[i] = rksm_seed_common(i % (PAGES / 2));
 	ASSERT_EQ(0, rksm_write("merge_domains", "process"));
-	ASSERT_EQ(0, start_kids(&self->k, 2, NULL));
+	ASSERT_EQ(0, rksm_kids_start(&self->k, 2));
 	ASSERT_EQ(0, rksm_write("run", "1"));
 	/* PAGES / 2 contents in each of 2 processes, each page mapped twice. */
 	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES, 1, 120, &c))
@@ -187,7 +159,7 @@ TEST_F(policy, switching_domains_unmerges)
 	char buf[64];
 
 	rksm_kids_seed_common(&self->k, 4);
-	ASSERT_EQ(0, start_kids(&self->k, 4, two_uids));
+	ASSERT_EQ(0, rksm_kids_start_as(&self->k, 4, two_uids));
 	ASSERT_EQ(0, rksm_write("run", "1"));
 	ASSERT_EQ(0, rksm_wait_counts(PAGES, 3 * PAGES, 1, 120, &c))
 		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
@@ -234,7 +206,7 @@ TEST_F(policy, merge_exec)
 	struct rksm_counters c;
 
 	rksm_kids_seed_common(&self->k, 4);
-	ASSERT_EQ(0, start_kids(&self->k, 4, NULL));
+	ASSERT_EQ(0, rksm_kids_start(&self->k, 4));
 	for (int s = 0; s < 2; s++)
 		ASSERT_EQ(0, rksm_kid_call(&self->k, s, kid_mprotect,
 					   PROT_READ | PROT_WRITE | PROT_EXEC));
@@ -276,7 +248,7 @@ TEST_F(policy, zero_pages_only)
 
 	ASSERT_LT(0, zero_pfn);
 	rksm_kids_seed_common(&self->k, 2);
-	ASSERT_EQ(0, start_kids(&self->k, 2, NULL));
+	ASSERT_EQ(0, rksm_kids_start(&self->k, 2));
 	ASSERT_EQ(0, rksm_kids_call(&self->k, 2, kid_zero, PAGES / 2));
 	ASSERT_EQ(0, rksm_write("use_zero_pages", "1"));
 	ASSERT_EQ(0, rksm_write("run", "1"));

@@ -1181,15 +1181,29 @@ static inline pid_t rksm_kid_fork_into(struct rksm_kids *k, int slot, int newslo
 	return pid;
 }
 
+/* Kid function: take real, effective and saved uid @arg (and keep dying with the test). */
+static inline long rksm_kid_setuid(struct rksm_kids *k, int slot, long arg)
+{
+	(void)k;
+	(void)slot;
+	if (setresuid(arg, arg, arg))
+		return -errno;
+	/* A change of credentials clears the parent-death signal. */
+	return prctl(PR_SET_PDEATHSIG, SIGKILL) ? -errno : 0;
+}
+
 /*
- * Spawn kids 0..@n-1, each filling its buffer from its seeds and then
- * opting in with MADV_MERGEABLE (in slot order). Returns 0 or -errno.
+ * Spawn kids 0..@n-1, each taking uid @uids[i] if @uids is given and
+ * @uids[i] is not 0, filling its buffer from its seeds and then opting in
+ * with MADV_MERGEABLE (in slot order). Returns 0 or -errno.
  */
-static inline int rksm_kids_start(struct rksm_kids *k, int n)
+static inline int rksm_kids_start_as(struct rksm_kids *k, int n, const long *uids)
 {
 	for (int i = 0; i < n; i++) {
 		if (rksm_kid_spawn(k, i) < 0)
 			return -ECHILD;
+		if (uids && uids[i] && rksm_kid_call(k, i, rksm_kid_setuid, uids[i]))
+			return -EPERM;
 		if (rksm_kid_call(k, i, rksm_kid_fill, 0) != (long)k->pages)
 			return -EIO;
 	}
@@ -1197,6 +1211,12 @@ static inline int rksm_kids_start(struct rksm_kids *k, int n)
 		if (rksm_kid_call(k, i, rksm_kid_madvise, MADV_MERGEABLE))
 			return -EIO;
 	return 0;
+}
+
+/* rksm_kids_start_as() with every kid as the test's uid. */
+static inline int rksm_kids_start(struct rksm_kids *k, int n)
+{
+	return rksm_kids_start_as(k, n, NULL);
 }
 
 /*
