@@ -183,27 +183,29 @@ pub(crate) fn walk_ranges(
     };
     if pud.is_null() {
         // Nothing is mapped anywhere in this pmd's span.
-        return last as usize;
+        return last;
     }
     // SAFETY: As above.
     let pmd = unsafe { ffi::rksm_pmd(pud, first) };
     // SAFETY: `pmd` points into a table kept by the mmap lock.
     match unsafe { ffi::rksm_pmd_kind(pmd) } {
         ffi::PMD_TABLE => {
-            scan_table(guard, pmd, ranges, first, budget, stable_file, &mut f).0 as usize
+            scan_table(guard, pmd, ranges, first, budget, stable_file, &mut f).0
         }
         ffi::PMD_HUGE => {
             // A THP spans the pmd, so it lies in one VMA: the ranges one at a time.
             for pair in ranges.chunks_exact(2) {
-                let (start, end) = (pair[0] as usize, pair[1] as usize);
+                let &[start, end] = pair else {
+                    continue;
+                };
                 let stop = walk(guard, start, end, budget, stable_file, stats, &mut f);
                 if stop < end {
                     return stop;
                 }
             }
-            last as usize
+            last
         }
-        _ => last as usize,
+        _ => last,
     }
 }
 
