@@ -189,9 +189,7 @@ pub(crate) fn walk_ranges(
     let pmd = unsafe { ffi::rksm_pmd(pud, first) };
     // SAFETY: `pmd` points into a table kept by the mmap lock.
     match unsafe { ffi::rksm_pmd_kind(pmd) } {
-        ffi::PMD_TABLE => {
-            scan_table(guard, pmd, ranges, first, budget, stable_file, &mut f).0
-        }
+        ffi::PMD_TABLE => scan_table(guard, pmd, ranges, first, budget, stable_file, &mut f).0,
         ffi::PMD_HUGE => {
             // A THP spans the pmd, so it lies in one VMA: the ranges one at a time.
             for pair in ranges.chunks_exact(2) {

@@ -71,14 +71,17 @@ const PMD_SPAN: usize = 1 << 21;
 
 /// Gathers into `out` (flat `[start, end]` pairs) the uncovered range `[addr, run_end)` and,
 /// if it ends inside `addr`'s pmd span, the uncovered parts of the mergeable VMAs after it in
-/// that span, in address order, up to [`range_walk::MAX_RANGES`] ranges; returns how many.
-/// Each range lies inside one VMA. One VMA lookup per range, plus one for the first VMA past.
+/// that span, in address order, up to [`range_walk::MAX_RANGES`] ranges and until they hold
+/// `want` pages (what the walk can take now: gathering more would look the same VMAs up again
+/// on the next turn); returns how many. Each range lies inside one VMA. One VMA lookup per
+/// range, plus one for the first VMA past.
 fn small_neighbours(
     locked: &Locked<'_>,
     covered: &Covered,
     addr: usize,
     run_end: usize,
     merge_exec: bool,
+    want: usize,
     out: &mut [c_ulong; 2 * range_walk::MAX_RANGES],
 ) -> usize {
     let mut put = |i: usize, a: usize, b: usize| {
@@ -89,8 +92,10 @@ fn small_neighbours(
         }
     };
     put(0, addr, run_end);
+    let page = kernel::page::PAGE_SIZE;
+    let mut pages = (run_end - addr) / page;
     let pmd_end = (addr | (PMD_SPAN - 1)).saturating_add(1);
-    if run_end >= pmd_end {
+    if run_end >= pmd_end || pages >= want {
         return 1;
     }
     let mut n = 1;
@@ -112,7 +117,8 @@ fn small_neighbours(
         put(n, a, b);
         n += 1;
         from = b;
-        if b < end {
+        pages += (b - a) / page;
+        if b < end || pages >= want {
             // More of this VMA is covered and then not: the next turn finds the rest.
             break;
         }
@@ -285,11 +291,6 @@ impl Engine {
                         return SlotTurn::Done;
                     };
                     let mut walk = WalkStats::default();
-                    let mut take = |found| {
-                        // Cannot fail: the walk stops once the batch is full.
-                        let _ = batch.push_within_capacity(found);
-                        batch.len() < BATCH
-                    };
                     // Small VMAs: the next ones in the same pmd go along, under one lock of
                     // their PTE table.
                     let mut ranges = [0 as c_ulong; 2 * range_walk::MAX_RANGES];
@@ -299,8 +300,14 @@ impl Engine {
                         addr,
                         run_end,
                         merge_exec,
+                        (*budget).min(BATCH.saturating_sub(batch.len())),
                         &mut ranges,
                     );
+                    let mut take = |found| {
+                        // Cannot fail: the walk stops once the batch is full.
+                        let _ = batch.push_within_capacity(found);
+                        batch.len() < BATCH
+                    };
                     let stop = if n > 1 {
                         range_walk::walk_ranges(
                             &locked,
