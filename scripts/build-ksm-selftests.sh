@@ -9,10 +9,9 @@
 # --ksm keeps the original /sys/kernel/mm/ksm/ (to check the harness against
 # the in-kernel KSM: scripts/vm-run --no-load -d OUTDIR -- sh ksm_selftests.sh).
 #
-# ksm_functional_tests.c is not built: most of its cases expect
-# MADV_UNMERGEABLE or PR_SET_MEMORY_MERGE=0 to unmerge at once, which the
-# kernel does only for KSM's own pages (rksm undoes its merges at its next
-# full scan). See README.md.
+# ksm_functional_tests.c is built too, from its own copy in which every
+# /sys/kernel/mm/ksm/ path (its own and vm_util.c's) names rksm's directory;
+# tests/ksm_functional.sh runs it and says which of its cases cannot apply.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -70,3 +69,25 @@ fi
 # glibc's shared libraries at run time: drop that, show anything else.
 grep -v -e 'affinity_ip' -e "Using 'getaddrinfo'" "$src/gcc.log" >&2 || true
 say "built $outdir/ksm_tests (KSM_SYSFS_PATH $sysfs)"
+
+# ksm_functional_tests: the per-process counters and the prctl, through the
+# helpers of vm_util.c, whose paths change too.
+fsrc=$RKSM_ROOT/build/ksm-selftests/$variant-functional
+rm -rf "$fsrc"
+mkdir -p "$fsrc"
+cp "$selftests/mm/ksm_functional_tests.c" "$selftests/mm/vm_util.c" "$selftests/mm/vm_util.h" \
+	"$selftests/mm/hugepage_settings.c" "$selftests/mm/hugepage_settings.h" \
+	"$selftests/kselftest.h" "$fsrc/"
+if [ "$variant" = rksm ]; then
+	sed -i 's|/sys/kernel/mm/ksm/|/sys/kernel/mm/rksm/|g' "$fsrc/ksm_functional_tests.c" "$fsrc/vm_util.c"
+	if grep -n '/sys/kernel/mm/ksm' "$fsrc/ksm_functional_tests.c" "$fsrc/vm_util.c"; then
+		die "ksm_functional_tests still names /sys/kernel/mm/ksm"
+	fi
+fi
+if ! (cd "$fsrc" && gcc -static -Wall -O2 -U_FORTIFY_SOURCE -I . -isystem "$headers" \
+	-I "$selftests" ksm_functional_tests.c vm_util.c hugepage_settings.c \
+	-lpthread -o "$outdir/ksm_functional_tests") 2>"$fsrc/gcc.log"; then
+	cat "$fsrc/gcc.log" >&2
+	die "building ksm_functional_tests failed"
+fi
+say "built $outdir/ksm_functional_tests (${sysfs%/})"

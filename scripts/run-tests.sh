@@ -34,9 +34,9 @@ if [ -x "$out/mmu_notifier_test" ]; then
 	cp "$mn/rksm_mn_test.ko" "$out/"
 fi
 # The kernel's own KSM selftest (ksm_tests), pointed at /sys/kernel/mm/rksm.
-if [ -z "${TESTS:-}" ] || grep -qw ksm_selftests <<<"$TESTS"; then
+if [ -z "${TESTS:-}" ] || grep -qwE 'ksm_selftests|ksm_functional' <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-ksm-selftests.sh" "$out"
-	cp "$RKSM_ROOT/tests/ksm_selftests.sh" "$out/"
+	cp "$RKSM_ROOT/tests/ksm_selftests.sh" "$RKSM_ROOT/tests/ksm_functional.sh" "$out/"
 fi
 # The kernel's own memfd test: its noexec cases against rksm's memfd_noexec.
 if [ -z "${TESTS:-}" ] || grep -qw memfd_selftests <<<"$TESTS"; then
