@@ -5,7 +5,9 @@ Classic section: pages saved over time for rksm and KSM, one PNG per workload
 (<workload>.png). Scale section: scanner CPU per scanned page against size, both
 engines, log x axis, one PNG per dimension (scale-<dimension>.png), with the
 CPU to converge beside it where pages merge; the memory dimension is a bar
-chart of bytes per tracked page.
+chart of bytes per tracked page. Advisor section: each full scan's duration and
+the pages_to_scan the advisor set after it, over time, both engines
+(advisor.png).
 """
 import json
 import sys
@@ -118,12 +120,36 @@ def plot_scale(runs, outdir):
         plt.close(fig)
 
 
+def plot_advisor(runs, outdir):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    for r in runs:
+        t = [s[0] for s in r["scans"]]
+        ax1.plot(t, [s[1] for s in r["scans"]], "o-", color=COLORS.get(r["engine"]), label=r["engine"])
+        ax2.plot(t, [s[2] for s in r["scans"]], "o-", color=COLORS.get(r["engine"]), label=r["engine"])
+    if runs:
+        ax1.axhline(runs[0]["target_s"], color="gray", linestyle="--", label="target")
+    ax1.set_title("advisor: full scan duration (workload grows at 40 s)")
+    ax1.set_xlabel("seconds (TCG guest)")
+    ax1.set_ylabel("full scan (s)")
+    ax2.set_title("advisor: pages_to_scan set after each full scan")
+    ax2.set_xlabel("seconds (TCG guest)")
+    ax2.set_ylabel("pages_to_scan")
+    for ax in (ax1, ax2):
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(f"{outdir}/advisor.png", dpi=80)
+    plt.close(fig)
+
+
 def main(path, outdir):
     data = json.load(open(path))
     if data.get("runs"):
         plot_classic(data["runs"], outdir)
     if data.get("scale"):
         plot_scale(data["scale"], outdir)
+    if data.get("advisor"):
+        plot_advisor(data["advisor"], outdir)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 //! rksm-bench: measures rksm and in-kernel KSM one after the other, with identical settings,
 //! on the same workloads, inside the test VM. `scripts/bench.sh` runs it and plots the result.
 //!
-//! Usage: rksm-bench [--section classic,scale] [--workload W1,W2,...] [--speed full,default]
+//! Usage: rksm-bench [--section classic,scale,advisor] [--workload W1,W2,...] [--speed full,default]
 //!                   [--engine rksm,ksm] [--procs K] [--mib M] [--dup D] [--churn C]
 //!                   [--files F1:F2:...] [--timeout S] [--smoke]
 //!                   [--sizes [DIM:]N,...] [--scale-timeout S] [--window A:B] [--budget S]
@@ -19,7 +19,8 @@
 //!             --scale-timeout bounds each run, --budget the whole section (later points are
 //!             skipped once it is spent); --window A:B measures CPU per scanned page between
 //!             full scans A and B; --smart-scan sets smart_scan for the section (default 0).
-//! --workload takes names of both sections.
+//!   advisor   both engines under KSM's scan-time advisor on a growing workload (advisor.rs).
+//! --workload takes names of every section (`advisor` for the advisor section).
 //!
 //! Prints a table with rksm/KSM ratios, then the results as JSON between `@@JSON-BEGIN@@` and
 //! `@@JSON-END@@` lines, which the host harness saves.
@@ -32,6 +33,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+mod advisor;
 mod scale;
 mod xxh64;
 
@@ -106,6 +108,8 @@ struct Opts {
     files: Vec<String>,
     timeout: f64,
     scale_opts: scale::ScaleOpts,
+    /// Run the advisor section.
+    advisor: bool,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -121,6 +125,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         files: Vec::new(),
         timeout: 300.0,
         scale_opts: scale::ScaleOpts::default(),
+        advisor: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -129,20 +134,25 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--workload" => {
                 let all: Vec<String> = val()?.split(',').map(String::from).collect();
                 for w in &all {
-                    if !CLASSIC.contains(&w.as_str()) && !scale::DIMENSIONS.contains(&w.as_str()) {
+                    if !CLASSIC.contains(&w.as_str())
+                        && !scale::DIMENSIONS.contains(&w.as_str())
+                        && w != "advisor"
+                    {
                         return Err(format!("unknown workload {w}"));
                     }
                 }
+                o.advisor = all.iter().any(|w| w == "advisor");
                 o.workloads = all.iter().filter(|w| CLASSIC.contains(&w.as_str())).cloned().collect();
                 o.scale = all.into_iter().filter(|w| scale::DIMENSIONS.contains(&w.as_str())).collect();
             }
             "--section" => {
                 let sections: Vec<String> = val()?.split(',').map(String::from).collect();
                 for sec in &sections {
-                    if sec != "classic" && sec != "scale" {
+                    if sec != "classic" && sec != "scale" && sec != "advisor" {
                         return Err(format!("unknown section {sec}"));
                     }
                 }
+                o.advisor = sections.iter().any(|x| x == "advisor");
                 if !sections.iter().any(|x| x == "classic") {
                     o.workloads.clear();
                 }
@@ -676,7 +686,7 @@ fn num(v: f64) -> String {
     }
 }
 
-fn json(runs: &[Run], scale: &[scale::ScaleRun]) -> String {
+fn json(runs: &[Run], scale: &[scale::ScaleRun], advisor: &[advisor::AdvisorRun]) -> String {
     let mut out = String::from("{\n  \"runs\": [\n");
     for (i, r) in runs.iter().enumerate() {
         let series: Vec<String> =
@@ -706,7 +716,9 @@ fn json(runs: &[Run], scale: &[scale::ScaleRun]) -> String {
     }
     out.push_str("  ],\n  \"scale\": [\n");
     out.push_str(&scale::json(scale));
-    out.push_str("  ]\n}\n");
+    out.push_str("  ],\n");
+    out.push_str(&advisor::json(advisor));
+    out.push_str("}\n");
     out
 }
 
@@ -737,7 +749,14 @@ fn main() {
             if !scale_runs.is_empty() {
                 print!("{}", scale::report(&scale_runs));
             }
-            println!("@@JSON-BEGIN@@\n{}@@JSON-END@@", json(&runs, &scale_runs));
+            let advisor_runs = if o.advisor { advisor::run(&o)? } else { Vec::new() };
+            if !advisor_runs.is_empty() {
+                print!("{}", advisor::report(&advisor_runs));
+            }
+            println!(
+                "@@JSON-BEGIN@@\n{}@@JSON-END@@",
+                json(&runs, &scale_runs, &advisor_runs)
+            );
             Ok(())
         })
     };
