@@ -15,9 +15,9 @@ use crate::{num, reset, Engine, Opts, Workers, PAGE};
 /// `advisor_target_scan_time`, in seconds (KSM's default is 200; a bench needs shorter).
 const TARGET_S: u64 = 5;
 /// The workload: `(workers, MiB each, seconds after the start)`, each step adding workers.
-const STEPS: [(usize, usize, f64); 2] = [(2, 16, 0.0), (2, 48, 40.0)];
+const STEPS: [(usize, usize, f64); 2] = [(2, 16, 0.0), (2, 256, 40.0)];
 /// How long each engine runs.
-const RUN_S: f64 = 90.0;
+const RUN_S: f64 = 110.0;
 
 /// One engine's run: its full scans.
 pub struct AdvisorRun {
