@@ -222,6 +222,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--smoke" => {
                 o.workloads = vec!["dup".into()];
                 o.scale.clear();
+                o.advisor = false;
                 o.speeds = vec![FULL];
                 o.procs = 2;
                 o.mib = 2;
