@@ -95,6 +95,17 @@ static int same_pfns(uint64_t pfn[][PAGES], int a, int b, int from, int to)
 
 static const long two_uids[] = { UID_A, UID_A, UID_B, UID_B };
 
+/* How many pages kids of UID_A (0, 1) share with kids of UID_B (2, 3), as two_uids has them. */
+static int across_uids(uint64_t pfn[][PAGES])
+{
+	int n = 0;
+
+	for (int a = 0; a < 2; a++)
+		for (int b = 2; b < 4; b++)
+			n += same_pfns(pfn, a, b, 0, PAGES);
+	return n;
+}
+
 /*
  * uid domains: two processes of each of two uids hold the same pages. Each
  * uid gets its own copy of every page; no PFN is shared across uids.
@@ -113,11 +124,7 @@ TEST_F(policy, uid_domains)
 	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 0, 1, 0, PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 2, 3, 0, PAGES));
-	for (int a = 0; a < 2; a++) {
-		for (int b = 2; b < 4; b++) {
-			EXPECT_EQ(0, same_pfns(self->pfn, a, b, 0, PAGES)) TH_LOG("kids %d %d", a, b);
-		}
-	}
+	EXPECT_EQ(0, across_uids(self->pfn));
 	EXPECT_EQ(0, rksm_kids_call(&self->k, 4, kid_verify, 0));
 }
 
@@ -173,11 +180,7 @@ TEST_F(policy, switching_domains_unmerges)
 	EXPECT_EQ(1, rksm_get("run"));
 	/* At once: nothing crosses the uids any more. */
 	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
-	for (int a = 0; a < 2; a++) {
-		for (int b = 2; b < 4; b++) {
-			EXPECT_EQ(0, same_pfns(self->pfn, a, b, 0, PAGES)) TH_LOG("kids %d %d", a, b);
-		}
-	}
+	EXPECT_EQ(0, across_uids(self->pfn));
 	EXPECT_EQ(0, rksm_kids_call(&self->k, 4, kid_verify, 0));
 
 	ASSERT_EQ(0, rksm_wait_counts(2 * PAGES, 2 * PAGES, 1, 120, &c))

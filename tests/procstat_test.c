@@ -12,40 +12,40 @@
 
 #define PAGES 64
 
-/* A field of /proc/<pid>/ksm_stat ("name value"), or -1. */
-static long ksm_stat(pid_t pid, const char *name)
+/*
+ * A number from /proc/<pid>/@file: the one after "@name " on its line, or with
+ * @name NULL the file's first. -1 if there is none.
+ */
+static long proc_value(pid_t pid, const char *file, const char *name)
 {
 	char path[64], line[128];
-	size_t len = strlen(name);
 	long v = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
 	f = fopen(path, "r");
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, name, len) && line[len] == ' ')
+	while (v < 0 && fgets(line, sizeof(line), f)) {
+		size_t len = name ? strlen(name) : 0;
+
+		if (!name)
+			v = strtol(line, NULL, 10);
+		else if (!strncmp(line, name, len) && line[len] == ' ')
 			v = strtol(line + len + 1, NULL, 10);
+	}
 	fclose(f);
 	return v;
 }
 
-/* /proc/<pid>/ksm_merging_pages, or -1. */
+static long ksm_stat(pid_t pid, const char *name)
+{
+	return proc_value(pid, "ksm_stat", name);
+}
+
 static long merging_pages(pid_t pid)
 {
-	char path[64];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/ksm_merging_pages", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
+	return proc_value(pid, "ksm_merging_pages", NULL);
 }
 
 /* Kid function: write one byte into page @arg (copy-on-write). */
