@@ -83,6 +83,25 @@ static int read_pfns(struct rksm_kids *k, int n, uint64_t pfn[][PAGES])
 	return 0;
 }
 
+/*
+ * Wait until pages_shared and pages_sharing are @shared and @sharing (at
+ * least one full scan from now, as rksm_wait_counts() does), then read the
+ * PFNs of kids 0..@n-1. Returns 0, or -errno after saying what it saw.
+ */
+static int settle(struct rksm_kids *k, int n, uint64_t pfn[][PAGES],
+		  unsigned long long shared, unsigned long long sharing)
+{
+	struct rksm_counters c;
+	int err = rksm_wait_counts(shared, sharing, 1, 120, &c);
+
+	if (err) {
+		ksft_print_msg("want pages_shared %llu pages_sharing %llu, have %llu %llu\n",
+			       shared, sharing, c.shared, c.sharing);
+		return err;
+	}
+	return read_pfns(k, n, pfn);
+}
+
 /* How many pages kids @a and @b map at the same PFN. */
 static int same_pfns(uint64_t pfn[][PAGES], int a, int b, int from, int to)
 {
@@ -112,16 +131,12 @@ static int across_uids(uint64_t pfn[][PAGES])
  */
 TEST_F(policy, uid_domains)
 {
-	struct rksm_counters c;
-
 	rksm_kids_seed_common(&self->k, 4);
 	ASSERT_EQ(0, rksm_write("merge_domains", "uid"));
 	ASSERT_EQ(0, rksm_kids_start_as(&self->k, 4, two_uids));
 	ASSERT_EQ(0, rksm_write("run", "1"));
 	/* One stable page per content per uid, each mapped twice. */
-	ASSERT_EQ(0, rksm_wait_counts(2 * PAGES, 2 * PAGES, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 4, self->pfn, 2 * PAGES, 2 * PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 0, 1, 0, PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 2, 3, 0, PAGES));
 	EXPECT_EQ(0, across_uids(self->pfn));
@@ -134,8 +149,6 @@ TEST_F(policy, uid_domains)
  */
 TEST_F(policy, process_domains)
 {
-	struct rksm_counters c;
-
 	for (int s = 0; s < 2; s++)
 		for (int i = 0; i < PAGES; i++)
 			rksm_kid_seeds(&self->k, s)[i] = rksm_seed_common(i % (PAGES / 2));
@@ -143,9 +156,7 @@ TEST_F(policy, process_domains)
 	ASSERT_EQ(0, rksm_kids_start(&self->k, 2));
 	ASSERT_EQ(0, rksm_write("run", "1"));
 	/* PAGES / 2 contents in each of 2 processes, each page mapped twice. */
-	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 2, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 2, self->pfn, PAGES, PAGES));
 	for (int s = 0; s < 2; s++) {
 		for (int i = 0; i < PAGES / 2; i++) {
 			EXPECT_EQ(self->pfn[s][i], self->pfn[s][i + PAGES / 2])
@@ -162,15 +173,12 @@ TEST_F(policy, process_domains)
  */
 TEST_F(policy, switching_domains_unmerges)
 {
-	struct rksm_counters c;
 	char buf[64];
 
 	rksm_kids_seed_common(&self->k, 4);
 	ASSERT_EQ(0, rksm_kids_start_as(&self->k, 4, two_uids));
 	ASSERT_EQ(0, rksm_write("run", "1"));
-	ASSERT_EQ(0, rksm_wait_counts(PAGES, 3 * PAGES, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 4, self->pfn, PAGES, 3 * PAGES));
 	ASSERT_EQ(PAGES, same_pfns(self->pfn, 0, 3, 0, PAGES));
 
 	ASSERT_EQ(0, rksm_write("merge_domains", "uid"));
@@ -183,18 +191,14 @@ TEST_F(policy, switching_domains_unmerges)
 	EXPECT_EQ(0, across_uids(self->pfn));
 	EXPECT_EQ(0, rksm_kids_call(&self->k, 4, kid_verify, 0));
 
-	ASSERT_EQ(0, rksm_wait_counts(2 * PAGES, 2 * PAGES, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 4, self->pfn, 2 * PAGES, 2 * PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 0, 1, 0, PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 2, 3, 0, PAGES));
 	EXPECT_EQ(0, same_pfns(self->pfn, 1, 2, 0, PAGES));
 
 	/* And back to none: one copy for all again. */
 	ASSERT_EQ(0, rksm_write("merge_domains", "none"));
-	ASSERT_EQ(0, rksm_wait_counts(PAGES, 3 * PAGES, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 4, self->pfn, PAGES, 3 * PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 0, 3, 0, PAGES));
 	EXPECT_EQ(0, rksm_kids_call(&self->k, 4, kid_verify, 0));
 }
@@ -206,32 +210,24 @@ TEST_F(policy, switching_domains_unmerges)
  */
 TEST_F(policy, merge_exec)
 {
-	struct rksm_counters c;
-
 	rksm_kids_seed_common(&self->k, 4);
 	ASSERT_EQ(0, rksm_kids_start(&self->k, 4));
 	for (int s = 0; s < 2; s++)
 		ASSERT_EQ(0, rksm_kid_call(&self->k, s, kid_mprotect,
 					   PROT_READ | PROT_WRITE | PROT_EXEC));
 	ASSERT_EQ(0, rksm_write("run", "1"));
-	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 4, self->pfn, PAGES, PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 2, 3, 0, PAGES));
 	EXPECT_EQ(0, same_pfns(self->pfn, 0, 1, 0, PAGES));
 	EXPECT_EQ(0, same_pfns(self->pfn, 0, 2, 0, PAGES));
 
 	ASSERT_EQ(0, rksm_write("merge_exec", "1"));
-	ASSERT_EQ(0, rksm_wait_counts(PAGES, 3 * PAGES, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 4, self->pfn, PAGES, 3 * PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 0, 3, 0, PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 1, 2, 0, PAGES));
 
 	ASSERT_EQ(0, rksm_write("merge_exec", "0"));
-	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 4, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 4, self->pfn, PAGES, PAGES));
 	EXPECT_EQ(0, same_pfns(self->pfn, 0, 1, 0, PAGES));
 	EXPECT_EQ(0, same_pfns(self->pfn, 0, 2, 0, PAGES));
 	EXPECT_EQ(PAGES, same_pfns(self->pfn, 2, 3, 0, PAGES));
@@ -260,9 +256,7 @@ TEST_F(policy, zero_pages_only)
 		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
 
 	ASSERT_EQ(0, rksm_write("zero_pages_only", "1"));
-	ASSERT_EQ(0, rksm_wait_counts(0, 0, 1, 120, &c))
-		TH_LOG("pages_shared %llu pages_sharing %llu", c.shared, c.sharing);
-	ASSERT_EQ(0, read_pfns(&self->k, 2, self->pfn));
+	ASSERT_EQ(0, settle(&self->k, 2, self->pfn, 0, 0));
 	for (int s = 0; s < 2; s++) {
 		for (int i = 0; i < PAGES / 2; i++) {
 			EXPECT_EQ(zero_pfn, (long long)self->pfn[s][i]) TH_LOG("kid %d page %d", s, i);
