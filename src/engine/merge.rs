@@ -3,10 +3,11 @@
 //! The merge decision for one page, in KSM's order (the zero page, the stable tree, then the
 //! unstable tree), and the merges themselves.
 
+use kernel::mm::virt::VmaRef;
 use kernel::prelude::*;
 
 use super::pass::{Record, IN_UNSTABLE, STABLE_MERGED, ZERO_MERGED};
-use super::slots::{Loc, Tag};
+use super::slots::{Loc, MmTable, Tag};
 use super::stable_tree::StableNode;
 use super::unstable_tree::{Entry, SAME_HASH};
 use super::Engine;
@@ -31,11 +32,10 @@ impl Engine {
     ) -> u32 {
         let zero_only = knobs.policy.zero_pages_only;
         if (knobs.use_zero_pages || zero_only) && hash == self.zero_hash && page.is_zero() {
-            return if self.merge_at(tag, addr, page, None) {
-                ZERO_MERGED
-            } else {
-                0
-            };
+            let merged = merge_in(&self.mms, self.policy.merge_exec, tag, addr, |vma| {
+                mm::zero_page(vma, addr, page)
+            });
+            return if merged { ZERO_MERGED } else { 0 };
         }
         if zero_only {
             return 0;
@@ -82,13 +82,22 @@ impl Engine {
         let Some(slot) = self.stable.find(hash, page, max_sharing) else {
             return false;
         };
-        let merged = self
-            .stable
-            .get(slot)
-            .is_some_and(|node| self.merge_at(tag, addr, page, Some(node.page.page())));
+        let merge_exec = self.policy.merge_exec;
+        let Some(node) = self.stable.get_mut(slot) else {
+            return false;
+        };
+        let Some(own) = node.page.page() else {
+            return false;
+        };
+        if !node.page.make_room() {
+            return false;
+        }
+        let merged = merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+            node.page.merge(vma, addr, page, &own)
+        });
         if merged {
             stats::add(Stat::PagesSharing, 1);
-            if let (Some(node), Some(loc)) = (self.stable.get_mut(slot), loc) {
+            if let Some(loc) = loc {
                 node.add_mapping(loc);
             }
         }
@@ -138,8 +147,8 @@ impl Engine {
         }
     }
 
-    /// Makes a new stable page from `page`'s content and maps it in place of both pages. If
-    /// the second merge fails, the first is undone, as KSM's try_to_merge_two_pages does.
+    /// Makes `page` a stable page in place and maps it in place of `other` too, as KSM's
+    /// try_to_merge_two_pages does. If the second merge fails, the first is undone.
     #[allow(clippy::too_many_arguments)]
     fn merge_pair(
         &mut self,
@@ -151,32 +160,40 @@ impl Engine {
         other: PageRef,
         hash: u64,
     ) -> bool {
-        let Ok(stable) = self.file.alloc(page) else {
+        let Ok(mut stable) = StablePage::new() else {
             return false;
         };
-        // Twins inside one THP: merging the first splits it, which needs our reference on it
-        // to be the only extra one. Let the second go, and find it again after the split.
+        // Twins inside one THP: making the first stable splits it, which needs our reference
+        // on it to be the only extra one. Let the second go, and find it again after the split.
         let other = if page.same_folio(&other) {
             drop(other);
             None
         } else {
             Some(other)
         };
+        let merge_exec = self.policy.merge_exec;
+        if !merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+            stable.make(vma, addr, page)
+        }) {
+            return false;
+        }
         let (other_tag, other_addr) = (other_loc.tag(), other_loc.addr());
-        let merged = self.merge_at(tag, addr, page, Some(stable.page()))
-            && (other
+        let merged = stable.page().is_some_and(|own| {
+            other
                 .or_else(|| self.page_at(other_tag, other_addr))
-                .is_some_and(|o| self.merge_at(other_tag, other_addr, &o, Some(stable.page())))
-                || {
-                    self.unmerge_at(tag, addr);
-                    false
-                });
-        if !merged || stable.mapcount() == 0 {
-            if let Err(stable) = self.file.free(stable) {
+                .is_some_and(|o| {
+                    merge_in(&self.mms, merge_exec, other_tag, other_addr, |vma| {
+                        stable.merge(vma, other_addr, &o, &own)
+                    })
+                })
+        });
+        if !merged {
+            self.unmerge_at(tag, addr);
+            if !stable.try_detach(false) {
                 // Still mapped (the undo failed): keep it as a stable page after all.
                 self.insert_stable(hash, stable, &[loc]);
             }
-            return merged;
+            return false;
         }
         self.insert_stable(hash, stable, &[loc, other_loc]);
         true
@@ -184,19 +201,21 @@ impl Engine {
 
     fn insert_stable(&mut self, hash: u64, page: StablePage, locs: &[Loc]) {
         let mut rmap = KVVec::new();
-        // Without memory the records are missing; run=2's sweep still finds the mappings.
-        let _ = rmap.extend_from_slice(locs, GFP_KERNEL);
-        let mappings = i64::from(page.mapcount());
+        if locs.len() == page.entries() {
+            // Without memory the records are missing; run=2's sweep still finds the mappings.
+            let _ = rmap.extend_from_slice(locs, GFP_KERNEL);
+        }
+        let mappings = i64::from(page.mapcount().unwrap_or(0));
         match self.stable.insert(hash, StableNode { page, rmap }) {
             Ok(()) => {
                 stats::add(Stat::PagesShared, 1);
                 stats::add(Stat::PagesSharing, mappings - 1);
             }
             Err(node) => {
-                // Out of memory for the tree: the page stays mapped, known only through its
-                // file, and the module stays pinned. run=2 still breaks its mappings.
-                pr_warn!("no memory to track a stable page\n");
-                core::mem::forget(node);
+                // Out of memory for the tree (or the page is gone already): dropping the node
+                // lets the page go if nothing maps it, and leaks the node if something does
+                // (run=2's sweep still breaks those mappings).
+                drop(node);
             }
         }
     }
@@ -209,36 +228,42 @@ impl Engine {
         locked.anon_page_at(addr)
     }
 
-    /// Replaces `page` at `addr` of the mm tagged `tag` by `into` (None: the zero page).
-    /// Counts why not, if not.
-    fn merge_at(&self, tag: Tag, addr: usize, page: &PageRef, into: Option<&PageRef>) -> bool {
-        let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) else {
-            return false;
-        };
-        let locked = Locked::new(&user);
-        let Some(vma) = locked.mergeable_vma(addr, self.policy.merge_exec) else {
-            return false;
-        };
-        let reason = match mm::replace_page(vma, addr, page, into) {
-            Ok(split) => {
-                if split {
-                    stats::add(Stat::ThpSplit, 1);
-                }
-                return true;
-            }
-            Err(MergeError::Pinned) => Stat::MergeFailPinned,
-            Err(MergeError::Changed) => Stat::MergeFailChanged,
-            Err(MergeError::Contended) => Stat::MergeFailContended,
-            Err(MergeError::Gone | MergeError::Large) => return false,
-        };
-        stats::add(reason, 1);
-        false
-    }
-
     /// Breaks the merge at `addr` of the mm tagged `tag`.
     pub(super) fn unmerge_at(&self, tag: Tag, addr: usize) {
         if let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) {
             let _ = Locked::new(&user).break_cow(addr);
         }
     }
+}
+
+/// Runs the merge `op` on the mergeable VMA at `addr` of the mm tagged `tag`, under its mmap
+/// lock. Counts why not, if not.
+fn merge_in(
+    mms: &MmTable,
+    merge_exec: bool,
+    tag: Tag,
+    addr: usize,
+    op: impl FnOnce(&VmaRef) -> core::result::Result<bool, MergeError>,
+) -> bool {
+    let Some(user) = mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) else {
+        return false;
+    };
+    let locked = Locked::new(&user);
+    let Some(vma) = locked.mergeable_vma(addr, merge_exec) else {
+        return false;
+    };
+    let reason = match op(vma) {
+        Ok(split) => {
+            if split {
+                stats::add(Stat::ThpSplit, 1);
+            }
+            return true;
+        }
+        Err(MergeError::Pinned) => Stat::MergeFailPinned,
+        Err(MergeError::Changed) => Stat::MergeFailChanged,
+        Err(MergeError::Contended | MergeError::NoRoom) => Stat::MergeFailContended,
+        Err(MergeError::Gone | MergeError::Large) => return false,
+    };
+    stats::add(reason, 1);
+    false
 }

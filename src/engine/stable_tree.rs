@@ -25,24 +25,26 @@ use crate::stable::StablePage;
 /// tenant with very many identical pages) from costing a lookup more than a constant.
 const CHAIN_LOOKS: usize = 4;
 
-/// How many of a reverse map's newest records a new merge is checked against, to record a
-/// re-merge at one place once without a search of the whole map.
-const RMAP_RECENT: usize = 4;
-
 /// A stable page in the stable tree.
+///
+/// # Invariants
+///
+/// `rmap[i]` is the place of the page's reverse-map entry `i`, or `rmap` is shorter than the
+/// entries (no memory for a record): then the records are incomplete and `rmap` is pruned
+/// only as a whole.
 pub(crate) struct StableNode {
     pub(crate) page: StablePage,
-    /// The merges rksm made into it, without duplicates. They go stale (COW, munmap, mremap)
-    /// and miss what forks copied, so they are re-checked before use, pruned at each full scan
-    /// once they outnumber the mappings, and the mapcount stays the ground truth.
+    /// Where rksm merged into it, one per reverse-map entry of the page. They go stale (COW,
+    /// munmap, mremap) and miss what forks copied, so they are re-checked before use, pruned
+    /// at each full scan once they outnumber the mappings, and the mapcount stays the ground
+    /// truth.
     pub(crate) rmap: KVVec<Loc>,
 }
 
 impl StableNode {
-    /// Records a merge into this page, once.
+    /// Records a merge into this page, made at `loc` (its reverse-map entry is the last).
     pub(crate) fn add_mapping(&mut self, loc: Loc) {
-        // The newest records sit at the end: a re-merge at one place finds itself there.
-        if self.rmap.iter().rev().take(RMAP_RECENT).any(|l| *l == loc) {
+        if self.rmap.len() + 1 != self.page.entries() {
             return;
         }
         // Without memory the record is missing; run=2's sweep still finds the mapping.
@@ -80,19 +82,25 @@ impl StableTree {
     fn equal_range(bucket: &[StableNode], page: &PageRef) -> (usize, usize) {
         if let [only] = bucket {
             // The usual bucket: one page, one compare.
-            return match only.page.page().cmp_content(page) {
+            return match Self::cmp(only, page) {
                 Ordering::Less => (1, 1),
                 Ordering::Equal => (0, 1),
                 Ordering::Greater => (0, 0),
             };
         }
-        let lo = bucket.partition_point(|n| n.page.page().cmp_content(page) == Ordering::Less);
+        let lo = bucket.partition_point(|n| Self::cmp(n, page) == Ordering::Less);
         let hi = lo
             + bucket
                 .get(lo..)
                 .unwrap_or(&[])
-                .partition_point(|n| n.page.page().cmp_content(page) != Ordering::Greater);
+                .partition_point(|n| Self::cmp(n, page) != Ordering::Greater);
         (lo, hi)
+    }
+
+    /// How a node's bytes compare with `page`'s. A page that is gone (freed, swapped out) sorts
+    /// first, so it is never found; the next refresh drops it.
+    fn cmp(node: &StableNode, page: &PageRef) -> Ordering {
+        node.page.cmp_content(page).unwrap_or(Ordering::Less)
     }
 
     /// A stable page with `page`'s content (and hash) that has room for one more mapping.
@@ -105,7 +113,8 @@ impl StableTree {
             .find(|&i| {
                 bucket
                     .get(i)
-                    .is_some_and(|n| n.page.mapcount() < max_sharing)
+                    .and_then(|n| n.page.mapcount())
+                    .is_some_and(|m| m < max_sharing)
             })
             .map(|index| Slot { hash, index })
     }
@@ -127,7 +136,11 @@ impl StableTree {
     ) -> core::result::Result<(), StableNode> {
         match self.tree.get_mut(&hash) {
             Some(bucket) => {
-                let (_, at) = Self::equal_range(bucket, node.page.page());
+                let Some(page) = node.page.page() else {
+                    return Err(node);
+                };
+                let (_, at) = Self::equal_range(bucket, &page);
+                drop(page);
                 if bucket.reserve(1, GFP_KERNEL).is_err() {
                     return Err(node);
                 }
@@ -183,15 +196,15 @@ impl StableTree {
         }
     }
 
-    /// What the tree takes: a kmalloc-64 node and the buffer per bucket, and each page's
-    /// reverse map, by capacity.
+    /// What the tree takes: a kmalloc-64 node and the buffer per bucket, and each page's node
+    /// and reverse map, by capacity.
     pub(crate) fn bytes(&self) -> usize {
         self.tree
             .values()
             .map(|b| {
                 64 + b.capacity() * core::mem::size_of::<StableNode>()
                     + b.iter()
-                        .map(|n| n.rmap.capacity() * core::mem::size_of::<Loc>())
+                        .map(|n| n.page.bytes() + n.rmap.capacity() * core::mem::size_of::<Loc>())
                         .sum::<usize>()
             })
             .sum()
