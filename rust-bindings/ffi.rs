@@ -62,6 +62,8 @@ pub(crate) const MERGE_CONTENDED: c_int = 4;
 pub(crate) const MERGE_LARGE: c_int = 5;
 /// [`rksm_replace_pte`]: the stable page's reverse map has no room for the new mapping.
 pub(crate) const MERGE_NO_ROOM: c_int = 6;
+/// [`rksm_stable_make`]: a fork shares the page with other processes.
+pub(crate) const MERGE_SHARED: c_int = 7;
 
 /// `struct ksm_provider_rmap` (include/linux/ksm.h, qemu/patches/0005): one mapping of a
 /// stable page, as KSM's rmap_item records it. The C glue fills it and holds the `anon_vma`

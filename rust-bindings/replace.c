@@ -178,6 +178,13 @@ int rksm_stable_make(struct vm_area_struct *vma, unsigned long addr, struct page
 	ret = rksm_lock_small(page, &folio, &extra, split);
 	if (ret)
 		return ret;
+	/*
+	 * Unlike KSM, not a page a fork still shares: the other processes
+	 * never asked for merging, and would count as sharing it.
+	 */
+	ret = RKSM_MERGE_SHARED;
+	if (folio_mapcount(folio) != 1)
+		goto out_unlock;
 
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr, addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
@@ -218,6 +225,7 @@ out_pte:
 	pte_unmap_unlock(ptep, ptl);
 out_mn:
 	mmu_notifier_invalidate_range_end(&range);
+out_unlock:
 	folio_unlock(folio);
 	if (extra)
 		folio_put(extra);

@@ -33,6 +33,7 @@ struct rksm_hit {
 #define RKSM_MERGE_CONTENDED	4 /* folio lock held by someone else */
 #define RKSM_MERGE_LARGE	5 /* the page is part of a large folio that could not be split */
 #define RKSM_MERGE_NO_ROOM	6 /* the stable page's reverse map is full: grow it, try again */
+#define RKSM_MERGE_SHARED	7 /* mapped by other processes too (a fork): cannot become stable */
 
 /* rksm_memfd_hooks_register(): which hooks are in place (a bit mask) */
 #define RKSM_MEMFD_HOOK_CREATE	1 /* memfd_alloc_file: memfd_noexec */

@@ -201,6 +201,8 @@ pub(crate) enum MergeError {
     Large,
     /// The stable page's reverse map had no room; grown, it may be tried again.
     NoRoom,
+    /// The page is mapped elsewhere too (a fork shares it): it cannot become a stable page.
+    Shared,
 }
 
 /// Replaces the mapping of `old` at `addr` of `vma` by a read-only mapping of the zero page,
@@ -242,6 +244,7 @@ pub(crate) fn merge_result(rc: c_int, split: bool) -> core::result::Result<bool,
         ffi::MERGE_CONTENDED => Err(MergeError::Contended),
         ffi::MERGE_LARGE => Err(MergeError::Large),
         ffi::MERGE_NO_ROOM => Err(MergeError::NoRoom),
+        ffi::MERGE_SHARED => Err(MergeError::Shared),
         _ => Err(MergeError::Gone),
     }
 }

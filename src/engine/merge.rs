@@ -34,7 +34,8 @@ impl Engine {
         if (knobs.use_zero_pages || zero_only) && hash == self.zero_hash && page.is_zero() {
             let merged = merge_in(&self.mms, self.policy.merge_exec, tag, addr, |vma| {
                 mm::zero_page(vma, addr, page)
-            });
+            })
+            .is_ok();
             return if merged { ZERO_MERGED } else { 0 };
         }
         if zero_only {
@@ -59,7 +60,7 @@ impl Engine {
         };
         // A page of a THP goes the same way: the merge splits the THP only once a twin exists,
         // as in KSM.
-        if self.merge_with_unstable(tag, addr, loc, page, key) {
+        if self.merge_with_unstable(loc, page, key) {
             return STABLE_MERGED;
         }
         match self.unstable.insert(Entry { hash: key, loc }) {
@@ -94,7 +95,8 @@ impl Engine {
         }
         let merged = merge_in(&self.mms, merge_exec, tag, addr, |vma| {
             node.page.merge(vma, addr, page, &own)
-        });
+        })
+        .is_ok();
         if merged {
             stats::add(Stat::PagesSharing, 1);
             if let Some(loc) = loc {
@@ -108,14 +110,7 @@ impl Engine {
     /// stable page. An entry of this hash whose bytes differ is a page that changed after it
     /// went in (the hash key is secret): it leaves the tree, so each entry costs at most one
     /// compare before it is gone, and a lookup at most [`SAME_HASH`].
-    fn merge_with_unstable(
-        &mut self,
-        tag: Tag,
-        addr: usize,
-        loc: Loc,
-        page: &PageRef,
-        hash: u64,
-    ) -> bool {
+    fn merge_with_unstable(&mut self, loc: Loc, page: &PageRef, hash: u64) -> bool {
         for _ in 0..SAME_HASH {
             let Some(entry) = self
                 .unstable
@@ -131,7 +126,7 @@ impl Engine {
             self.unstable.remove(entry);
             self.leave_unstable(entry.loc);
             if let Some(other) = other.filter(|o| o.same_content(page)) {
-                return self.merge_pair(tag, addr, loc, page, entry.loc, other, hash);
+                return self.merge_pair(loc, page, entry.loc, other, hash);
             }
         }
         false
@@ -147,22 +142,17 @@ impl Engine {
         }
     }
 
-    /// Makes `page` a stable page in place and maps it in place of `other` too, as KSM's
-    /// try_to_merge_two_pages does. If the second merge fails, the first is undone.
-    #[allow(clippy::too_many_arguments)]
+    /// Merges `page` and its twin `other` into one stable page, as KSM's
+    /// try_to_merge_two_pages does: `page` becomes the stable page in place, unless a fork
+    /// shares it with other processes (they did not ask for merging), and then `other` does.
     fn merge_pair(
         &mut self,
-        tag: Tag,
-        addr: usize,
         loc: Loc,
         page: &PageRef,
         other_loc: Loc,
         other: PageRef,
         hash: u64,
     ) -> bool {
-        let Ok(mut stable) = StablePage::new() else {
-            return false;
-        };
         // Twins inside one THP: making the first stable splits it, which needs our reference
         // on it to be the only extra one. Let the second go, and find it again after the split.
         let other = if page.same_folio(&other) {
@@ -171,21 +161,48 @@ impl Engine {
         } else {
             Some(other)
         };
-        let merge_exec = self.policy.merge_exec;
-        if !merge_in(&self.mms, merge_exec, tag, addr, |vma| {
-            stable.make(vma, addr, page)
-        }) {
-            return false;
+        match self.pair(hash, (loc, page), (other_loc, other.as_ref())) {
+            Ok(()) => true,
+            Err(MergeError::Shared) => other
+                .as_ref()
+                .is_some_and(|o| self.pair(hash, (other_loc, o), (loc, Some(page))).is_ok()),
+            Err(_) => false,
         }
+    }
+
+    /// Makes `first`'s page a stable page in place and maps it in place of `second`'s too (found
+    /// again at its place if `None`). If the second merge fails, the first is undone.
+    /// `Err(MergeError::Shared)`: nothing was done, the first page is shared by a fork.
+    fn pair(
+        &mut self,
+        hash: u64,
+        first: (Loc, &PageRef),
+        second: (Loc, Option<&PageRef>),
+    ) -> core::result::Result<(), MergeError> {
+        let (loc, page) = first;
+        let (other_loc, other) = second;
+        let (tag, addr) = (loc.tag(), loc.addr());
         let (other_tag, other_addr) = (other_loc.tag(), other_loc.addr());
+        let mut stable = StablePage::new().map_err(|_| MergeError::Gone)?;
+        let merge_exec = self.policy.merge_exec;
+        merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+            stable.make(vma, addr, page)
+        })?;
+        let found;
+        let other = match other {
+            Some(o) => Some(o),
+            None => {
+                found = self.page_at(other_tag, other_addr);
+                found.as_ref()
+            }
+        };
         let merged = stable.page().is_some_and(|own| {
-            other
-                .or_else(|| self.page_at(other_tag, other_addr))
-                .is_some_and(|o| {
-                    merge_in(&self.mms, merge_exec, other_tag, other_addr, |vma| {
-                        stable.merge(vma, other_addr, &o, &own)
-                    })
+            other.is_some_and(|o| {
+                merge_in(&self.mms, merge_exec, other_tag, other_addr, |vma| {
+                    stable.merge(vma, other_addr, o, &own)
                 })
+                .is_ok()
+            })
         });
         if !merged {
             self.unmerge_at(tag, addr);
@@ -193,10 +210,10 @@ impl Engine {
                 // Still mapped (the undo failed): keep it as a stable page after all.
                 self.insert_stable(hash, stable, &[loc]);
             }
-            return false;
+            return Err(MergeError::Gone);
         }
         self.insert_stable(hash, stable, &[loc, other_loc]);
-        true
+        Ok(())
     }
 
     fn insert_stable(&mut self, hash: u64, page: StablePage, locs: &[Loc]) {
@@ -244,26 +261,30 @@ fn merge_in(
     tag: Tag,
     addr: usize,
     op: impl FnOnce(&VmaRef) -> core::result::Result<bool, MergeError>,
-) -> bool {
-    let Some(user) = mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) else {
-        return false;
-    };
+) -> core::result::Result<(), MergeError> {
+    let user = mms
+        .get(tag)
+        .and_then(|s| s.mm.mmget_not_zero())
+        .ok_or(MergeError::Gone)?;
     let locked = Locked::new(&user);
-    let Some(vma) = locked.mergeable_vma(addr, merge_exec) else {
-        return false;
-    };
-    let reason = match op(vma) {
+    let vma = locked
+        .mergeable_vma(addr, merge_exec)
+        .ok_or(MergeError::Gone)?;
+    let err = match op(vma) {
         Ok(split) => {
             if split {
                 stats::add(Stat::ThpSplit, 1);
             }
-            return true;
+            return Ok(());
         }
-        Err(MergeError::Pinned) => Stat::MergeFailPinned,
-        Err(MergeError::Changed) => Stat::MergeFailChanged,
-        Err(MergeError::Contended | MergeError::NoRoom) => Stat::MergeFailContended,
-        Err(MergeError::Gone | MergeError::Large) => return false,
+        Err(e) => e,
+    };
+    let reason = match err {
+        MergeError::Pinned => Stat::MergeFailPinned,
+        MergeError::Changed => Stat::MergeFailChanged,
+        MergeError::Contended | MergeError::NoRoom => Stat::MergeFailContended,
+        MergeError::Gone | MergeError::Large | MergeError::Shared => return Err(err),
     };
     stats::add(reason, 1);
-    false
+    Err(err)
 }
