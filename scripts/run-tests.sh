@@ -55,7 +55,8 @@ fi
 cp "$RKSM_ROOT/tests/run-guest.sh" "$out/"
 
 set +e
-"$RKSM_ROOT/scripts/vm-run" --mem "${RKSM_TEST_MEM:-5120}" \
+# Two fake NUMA nodes: provider_test migrates merged pages between them.
+"$RKSM_ROOT/scripts/vm-run" --mem "${RKSM_TEST_MEM:-5120}" --append "numa=fake=2" \
 	--timeout "${RKSM_TEST_TIMEOUT:-2400}" -d "$out" --logs "$logs" -- sh run-guest.sh | tee "$logs/tap.txt"
 vmrc=${PIPESTATUS[0]}
 set -e
