@@ -65,7 +65,7 @@ pub(crate) const MERGE_NO_ROOM: c_int = 6;
 /// [`rksm_stable_make`]: a fork shares the page with other processes.
 pub(crate) const MERGE_SHARED: c_int = 7;
 
-/// `struct ksm_provider_rmap` (include/linux/ksm.h, qemu/patches/0005): one mapping of a
+/// `struct ksm_provider_rmap` (include/linux/ksm.h, qemu/patches/0004): one mapping of a
 /// stable page, as KSM's rmap_item records it. The C glue fills it and holds the `anon_vma`
 /// reference; stable_pages.c asserts the layout.
 #[repr(C)]

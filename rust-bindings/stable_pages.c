@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * rksm C glue: Stable pages as KSM folios (qemu/patches/0005): finding one
+ * rksm C glue: Stable pages as KSM folios (qemu/patches/0004): finding one
  * again by pfn, the reverse-map entries the core walks, and letting one go.
  * Making one is a PTE critical section: replace.c.
  * Only what Rust cannot reach (static inlines, macros, the PTE critical
@@ -23,7 +23,7 @@ static_assert(offsetof(struct ksm_provider_node, rmap) == 16);
 /*
  * get_anon_vma()/put_anon_vma() are static inlines of mm/internal.h, which a
  * module cannot include; these are the same two lines (mm/internal.h, 7.3).
- * __put_anon_vma is exported to rksm by qemu/patches/0005.
+ * __put_anon_vma is exported to rksm by qemu/patches/0004.
  */
 void __put_anon_vma(struct anon_vma *anon_vma);
 

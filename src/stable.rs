@@ -2,7 +2,7 @@
 
 //! Stable pages: the read-only pages merged mappings share.
 //!
-//! A stable page is a KSM folio of rksm's (qemu/patches/0005): the first page of a merged pair,
+//! A stable page is a KSM folio of rksm's (qemu/patches/0004): the first page of a merged pair,
 //! write-protected in place, whose `folio->mapping` points to a [`ffi::ProviderNode`] that this
 //! file owns. The node lists every mapping rksm made (mm, anon_vma, address), as KSM's
 //! rmap_items do, so the core's reverse-map walks find them all, forked children included:

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Merged pages are KSM folios (qemu/patches/0005), so the core handles them
+ * Merged pages are KSM folios (qemu/patches/0004), so the core handles them
  * as it handles KSM's, through the reverse map rksm keeps for each:
  *
  * - move_pages() migrates a merged page: the PFN changes in every process
