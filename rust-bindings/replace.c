@@ -62,6 +62,42 @@ static int rksm_lock_small(struct page *old, struct folio **lockedp, struct foli
 	return 0;
 }
 
+/*
+ * The start of both merge steps, with the folios locked: lock the PTE at
+ * @addr, check that it still maps @page (present, no uffd-wp), clear it and
+ * flush the TLB, so that no CPU can write @page and GUP-fast cannot take a new
+ * reference, then check that nobody else holds one (mapcount + ours + swap
+ * cache). Returns the locked PTE, the old entry in *@orig; or NULL with
+ * *@ret set and the PTE restored and unlocked. The caller brackets it with
+ * the mmu notifier range.
+ */
+static pte_t *rksm_pte_isolate(struct vm_area_struct *vma, unsigned long addr,
+			       struct page *page, spinlock_t **ptl, pte_t *orig, int *ret)
+{
+	struct folio *folio = page_folio(page);
+	pte_t *ptep = rksm_pte_lock(vma->vm_mm, addr, ptl);
+	pte_t entry;
+
+	*ret = RKSM_MERGE_GONE;
+	if (!ptep)
+		return NULL;
+	entry = ptep_get(ptep);
+	if (!pte_present(entry) || pte_pfn(entry) != page_to_pfn(page) || pte_uffd(entry))
+		goto out_unlock;
+	flush_cache_page(vma, addr, page_to_pfn(page));
+	entry = ptep_clear_flush(vma, addr, ptep);
+	if (folio_mapcount(folio) + 1 + folio_test_swapcache(folio) != folio_ref_count(folio)) {
+		*ret = RKSM_MERGE_PINNED;
+		set_pte_at(vma->vm_mm, addr, ptep, entry);
+		goto out_unlock;
+	}
+	*orig = entry;
+	return ptep;
+out_unlock:
+	pte_unmap_unlock(ptep, *ptl);
+	return NULL;
+}
+
 /* ---- merge: replace one PTE ----------------------------------------------------- */
 
 /*
@@ -105,20 +141,9 @@ int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr, addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
 
-	ret = RKSM_MERGE_GONE;
-	ptep = rksm_pte_lock(mm, addr, &ptl);
+	ptep = rksm_pte_isolate(vma, addr, old, &ptl, &entry, &ret);
 	if (!ptep)
 		goto out_mn;
-	entry = ptep_get(ptep);
-	if (!pte_present(entry) || pte_pfn(entry) != page_to_pfn(old) || pte_uffd(entry))
-		goto out_pte;
-
-	/* No CPU can write @old from here on, and GUP-fast cannot take a new reference. */
-	entry = ptep_clear_flush(vma, addr, ptep);
-	if (folio_mapcount(folio) + 1 + folio_test_swapcache(folio) != folio_ref_count(folio)) {
-		ret = RKSM_MERGE_PINNED;
-		goto out_restore;
-	}
 	if (new ? !rksm_pages_equal(old, new) : !rksm_page_is_zero(old)) {
 		ret = RKSM_MERGE_CHANGED;
 		goto out_restore;
@@ -170,7 +195,6 @@ int rksm_stable_make(struct vm_area_struct *vma, unsigned long addr, struct page
 	struct mm_struct *mm = vma->vm_mm;
 	struct mmu_notifier_range range;
 	struct folio *folio, *extra;
-	bool anon_exclusive, swapped;
 	spinlock_t *ptl;
 	pte_t *ptep, entry;
 	int ret;
@@ -189,24 +213,12 @@ int rksm_stable_make(struct vm_area_struct *vma, unsigned long addr, struct page
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr, addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
 
-	ret = RKSM_MERGE_GONE;
-	ptep = rksm_pte_lock(mm, addr, &ptl);
+	ptep = rksm_pte_isolate(vma, addr, page, &ptl, &entry, &ret);
 	if (!ptep)
 		goto out_mn;
-	entry = ptep_get(ptep);
-	if (!pte_present(entry) || pte_pfn(entry) != page_to_pfn(page) || pte_uffd(entry))
-		goto out_pte;
-
-	anon_exclusive = PageAnonExclusive(page);
-	swapped = folio_test_swapcache(folio);
-	flush_cache_page(vma, addr, page_to_pfn(page));
-	/* No CPU can write @page from here on, and GUP-fast cannot take a new reference. */
-	entry = ptep_clear_flush(vma, addr, ptep);
+	/* As KSM's write_protect_page(): see folio_try_share_anon_rmap_pte(). */
 	ret = RKSM_MERGE_PINNED;
-	if (folio_mapcount(folio) + 1 + swapped != folio_ref_count(folio))
-		goto out_restore;
-	/* See folio_try_share_anon_rmap_pte(): the PTE is clear first. */
-	if (anon_exclusive && folio_try_share_anon_rmap_pte(folio, page))
+	if (PageAnonExclusive(page) && folio_try_share_anon_rmap_pte(folio, page))
 		goto out_restore;
 	if (pte_dirty(entry))
 		folio_mark_dirty(folio);
