@@ -52,6 +52,8 @@ pub(crate) const HIT_ANON_LARGE: c_uint = 2;
 pub(crate) const HIT_STABLE: c_uint = 3;
 /// [`Hit::kind`]: the shared zero page (no reference taken).
 pub(crate) const HIT_ZERO: c_uint = 4;
+/// [`rksm_pte_kind`]: a swap or migration entry, which may fault a stable page back in.
+pub(crate) const HIT_SWAP: c_uint = 5;
 /// [`rksm_replace_pte`]: someone else holds a reference.
 pub(crate) const MERGE_PINNED: c_int = 2;
 /// [`rksm_replace_pte`]: the content changed.
@@ -184,19 +186,14 @@ extern "C" {
     /// Process context.
     pub(crate) fn rksm_current_cpu_ns() -> u64;
 
-    /// Stores up to `max` mms (opted-in ones, or with `all` every user mm) in `out`, each with
+    /// Stores up to `max` opted-in mms in `out`, each with
     /// an `mmgrab` reference, and the real uid of the process each was found in at the same
     /// index of `uids`; returns how many there are.
     ///
     /// # Safety
     ///
     /// `out` and `uids` are valid for `max` writes. Process context, no spinlocks held.
-    pub(crate) fn rksm_collect_mms(
-        out: *mut *mut Mm,
-        uids: *mut c_uint,
-        max: c_int,
-        all: bool,
-    ) -> c_int;
+    pub(crate) fn rksm_collect_mms(out: *mut *mut Mm, uids: *mut c_uint, max: c_int) -> c_int;
     /// Adds `merging` and `items` (either may be negative) to `mm`'s `ksm_merging_pages` and
     /// `ksm_rmap_items`, the counters of `/proc/<pid>/ksm_stat`.
     ///
@@ -315,7 +312,7 @@ extern "C" {
         node: *mut ProviderNode,
         split: *mut bool,
     ) -> c_int;
-    /// What `addr` maps now: `HIT_ZERO`, `HIT_STABLE` or 0.
+    /// What `addr` maps now: `HIT_ZERO`, `HIT_STABLE`, `HIT_SWAP` or 0.
     pub(crate) fn rksm_pte_kind(mm: *mut Mm, addr: c_ulong) -> c_int;
     /// Gives `addr` a private anonymous page again (a forced write fault).
     pub(crate) fn rksm_break_cow(mm: *mut Mm, addr: c_ulong) -> c_int;
@@ -372,6 +369,20 @@ extern "C" {
     ///
     /// `page` came from [`rksm_stable_get`] with `lock` true and is still locked.
     pub(crate) fn rksm_stable_detach(page: *mut Page, force: bool) -> bool;
+    /// Fills `r` for the mapping at `addr` of `vma` (mm, anon_vma with a reference, address
+    /// and index), as the merges do for theirs.
+    ///
+    /// # Safety
+    ///
+    /// `r` is valid for a write; the mmap lock of `vma`'s mm is held, `vma` has an anon_vma
+    /// and `addr` lies in it.
+    pub(crate) fn rksm_rmap_fill(r: *mut ProviderRmap, vma: *mut Vma, addr: c_ulong);
+    /// Whether `page`'s folio is the stable page of `node` now.
+    ///
+    /// # Safety
+    ///
+    /// `node` is valid for reads; `page` holds a folio reference.
+    pub(crate) fn rksm_stable_is(node: *const ProviderNode, page: *mut Page) -> bool;
     /// `folio_mapcount` of a stable page.
     ///
     /// # Safety

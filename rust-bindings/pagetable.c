@@ -250,7 +250,8 @@ struct page *rksm_anon_page_at(struct mm_struct *mm, unsigned long addr)
 
 /*
  * What @addr maps now: RKSM_HIT_ZERO, RKSM_HIT_STABLE (one of rksm's stable
- * pages), or 0 for anything else. mmap_lock held.
+ * pages), RKSM_HIT_SWAP (a swap or migration entry, which may fault a stable
+ * page back in), or 0 for anything else. mmap_lock held.
  */
 int rksm_pte_kind(struct mm_struct *mm, unsigned long addr)
 {
@@ -270,6 +271,8 @@ int rksm_pte_kind(struct mm_struct *mm, unsigned long addr)
 		else if (!pte_special(val) && pfn_valid(pfn) &&
 			 folio_ksm_provided(page_folio(pfn_to_page(pfn))))
 			kind = RKSM_HIT_STABLE;
+	} else if (!pte_none(val)) {
+		kind = RKSM_HIT_SWAP;
 	}
 	pte_unmap_unlock(ptep, ptl);
 	return kind;

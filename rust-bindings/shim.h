@@ -18,6 +18,7 @@
 #define RKSM_HIT_ANON_LARGE	2 /* subpage of a large anonymous folio */
 #define RKSM_HIT_STABLE		3 /* one of rksm's stable pages: already merged */
 #define RKSM_HIT_ZERO		4 /* the shared zero page */
+#define RKSM_HIT_SWAP		5 /* a swap or migration entry (rksm_pte_kind only) */
 
 /* One present PTE found by rksm_scan_ptes(). @page holds a reference unless ZERO. */
 struct rksm_hit {
@@ -65,7 +66,7 @@ void rksm_try_to_freeze(void);
 void rksm_cond_resched(void);
 u64 rksm_current_cpu_ns(void);
 void rksm_mm_ksm_stat_add(struct mm_struct *mm, long merging, long items);
-int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max, bool all);
+int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max);
 bool rksm_mm_opted_in_now(struct mm_struct *mm);
 void rksm_mmdrop(struct mm_struct *mm);
 struct vm_area_struct *rksm_vma_next(struct mm_struct *mm, unsigned long addr);
@@ -111,6 +112,7 @@ struct page *rksm_stable_get(struct ksm_provider_node *node, bool lock, bool *st
 void rksm_stable_put(struct page *page, bool locked);
 bool rksm_stable_detach(struct page *page, bool force);
 int rksm_stable_mapcount(struct page *page);
+bool rksm_stable_is(const struct ksm_provider_node *node, struct page *page);
 bool rksm_page_is_stable(struct page *page);
 bool rksm_module_get(void);
 void rksm_module_put(void);

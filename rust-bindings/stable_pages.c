@@ -154,6 +154,12 @@ int rksm_stable_mapcount(struct page *page)
 	return folio_mapcount(page_folio(page));
 }
 
+/* Whether @page's folio is the stable page of @node (a reference held on it). */
+bool rksm_stable_is(const struct ksm_provider_node *node, struct page *page)
+{
+	return READ_ONCE(page_folio(page)->mapping) == rksm_node_mapping(node);
+}
+
 /* Whether @page's folio is one of rksm's stable pages. */
 bool rksm_page_is_stable(struct page *page)
 {

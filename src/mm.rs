@@ -36,8 +36,8 @@ pub(crate) struct Process {
     pub(crate) uid: u32,
 }
 
-/// Appends to `out` every mm that opted in to merging, or with `all` every user mm.
-pub(crate) fn collect(all: bool, out: &mut KVVec<Process>) -> Result {
+/// Appends to `out` every mm that opted in to merging.
+pub(crate) fn collect(out: &mut KVVec<Process>) -> Result {
     let mut found: KVVec<*mut ffi::Mm> = KVVec::with_capacity(64, GFP_KERNEL)?;
     let mut uids: KVVec<u32> = KVVec::with_capacity(64, GFP_KERNEL)?;
     loop {
@@ -47,9 +47,8 @@ pub(crate) fn collect(all: bool, out: &mut KVVec<Process>) -> Result {
             .min(c_int::MAX as usize);
         // SAFETY: `found` and `uids` have room for `cap` entries each; kthread context, no
         // locks held.
-        let n = unsafe {
-            ffi::rksm_collect_mms(found.as_mut_ptr(), uids.as_mut_ptr(), cap as c_int, all)
-        };
+        let n =
+            unsafe { ffi::rksm_collect_mms(found.as_mut_ptr(), uids.as_mut_ptr(), cap as c_int) };
         let n = usize::try_from(n).unwrap_or(0);
         let stored = n.min(cap);
         // SAFETY: The shim wrote `stored` valid pointers and uids to the start of the buffers.
@@ -146,6 +145,14 @@ impl<'a> Locked<'a> {
         // SAFETY: The mmap lock is held.
         let kind = unsafe { ffi::rksm_pte_kind(self.raw_mm(), addr as c_ulong) };
         kind == ffi::HIT_STABLE as c_int
+    }
+
+    /// Whether `addr` maps one of rksm's stable pages now or may fault one back in (a swap or
+    /// migration entry): what decides whether a reverse-map record is still of use.
+    pub(crate) fn may_map_stable_page(&self, addr: usize) -> bool {
+        // SAFETY: The mmap lock is held.
+        let kind = unsafe { ffi::rksm_pte_kind(self.raw_mm(), addr as c_ulong) };
+        kind == ffi::HIT_STABLE as c_int || kind == ffi::HIT_SWAP as c_int
     }
 
     /// Breaks a merge at `addr` with a forced write fault.

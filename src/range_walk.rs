@@ -21,7 +21,7 @@ pub(crate) enum Found {
     /// held by the batch would prevent. The engine looks the page up again when it visits it.
     Large { addr: usize },
     /// One of rksm's stable pages: already merged.
-    Stable { addr: usize },
+    Stable { addr: usize, page: PageRef },
     /// The shared zero page.
     Zero { addr: usize },
 }
@@ -256,7 +256,7 @@ fn scan_table(
             let addr = hit.addr;
             let found = match (page, hit.kind) {
                 (None, _) => Found::Zero { addr },
-                (Some(_), ffi::HIT_STABLE) => Found::Stable { addr },
+                (Some(page), ffi::HIT_STABLE) => Found::Stable { addr, page },
                 (Some(_), ffi::HIT_ANON_LARGE) => Found::Large { addr },
                 (Some(page), _) => Found::Anon { addr, page },
             };

@@ -140,6 +140,13 @@ impl StablePage {
         self.page().map(|own| own.cmp_content(page))
     }
 
+    /// Whether `page` is this stable page.
+    pub(crate) fn is(&self, page: &PageRef) -> bool {
+        let node = core::ptr::from_ref::<ffi::ProviderNode>(&self.node);
+        // SAFETY: We own the node; `page` holds a reference.
+        unsafe { ffi::rksm_stable_is(node, page.as_raw()) }
+    }
+
     /// Reverse-map entries rksm made.
     pub(crate) fn entries(&self) -> usize {
         self.rmap.len()
@@ -216,6 +223,38 @@ impl StablePage {
         };
         self.follow();
         mm::merge_result(rc, split)
+    }
+
+    /// Records that `addr` of `vma` maps this page, a mapping rksm did not make (a fork copied
+    /// it), as KSM's stable_tree_append does when its scan meets one: the core's walks then
+    /// find it even once the mapping it was copied from is gone. False if that is not possible
+    /// now (the folio is busy or gone, or no memory). The borrow of `vma` shows the mmap lock
+    /// held.
+    pub(crate) fn adopt(&mut self, vma: &VmaRef, addr: usize) -> bool {
+        if self.detached || !vma_holds(vma, addr) {
+            return false;
+        }
+        let Ok(lock) = self.lock() else {
+            return false;
+        };
+        let len = self.rmap.len();
+        // Under the folio lock no walk reads the buffer, so it may move.
+        let room = len < self.rmap.capacity() || self.rmap.reserve(len.max(2), GFP_KERNEL).is_ok();
+        if room {
+            // SAFETY: The entry at `len` is within the capacity and not yet initialized; the
+            // mmap lock is held and `addr` lies in `vma`, which is anonymous (it is mergeable).
+            unsafe {
+                ffi::rksm_rmap_fill(
+                    self.rmap.as_mut_ptr().add(len),
+                    vma.as_ptr().cast(),
+                    addr as c_ulong,
+                );
+                self.rmap.inc_len(1);
+            }
+        }
+        self.sync();
+        drop(lock);
+        room
     }
 
     /// Takes the entries the shim appended into `rmap`'s length.

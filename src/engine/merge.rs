@@ -90,7 +90,8 @@ impl Engine {
         let Some(own) = node.page.page() else {
             return false;
         };
-        if !node.page.make_room() {
+        // Room for both records first, so that a merge is never left without one.
+        if !node.page.make_room() || node.rmap.reserve(1, GFP_KERNEL).is_err() {
             return false;
         }
         let merged = merge_in(&self.mms, merge_exec, tag, addr, |vma| {
@@ -104,6 +105,40 @@ impl Engine {
             }
         }
         merged
+    }
+
+    /// `page`, mapped at `addr` of the mm tagged `tag`, is a stable page that rksm did not
+    /// map there (a fork copied the mapping): records the mapping, so that reverse-map walks
+    /// still find it once the mapping it was copied from is gone. Best effort: a mapping not
+    /// recorded only stays out of those walks (reclaim and migration then skip the page).
+    pub(super) fn adopt(&mut self, tag: Tag, addr: usize, page: &PageRef, knobs: &Snapshot) {
+        let Some(owner) = self.mms.get(tag).map(|s| s.owner) else {
+            return;
+        };
+        let Some(loc) = Loc::new(tag, addr) else {
+            return;
+        };
+        let domain = merge_policy::domain(knobs.policy.domains, owner);
+        let key = merge_policy::tree_key(page.hash(), domain);
+        let Some(slot) = self.stable.find_page(key, page) else {
+            return;
+        };
+        let Some(node) = self.stable.get_mut(slot) else {
+            return;
+        };
+        if node.rmap.len() != node.page.entries() || node.rmap.reserve(1, GFP_KERNEL).is_err() {
+            return;
+        }
+        let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) else {
+            return;
+        };
+        let locked = Locked::new(&user);
+        let Some(vma) = locked.mergeable_vma(addr, self.policy.merge_exec) else {
+            return;
+        };
+        if node.page.adopt(vma, addr) {
+            node.add_mapping(loc);
+        }
     }
 
     /// Looks for a twin in the unstable tree; if one is found, both become mappings of a new
@@ -184,6 +219,8 @@ impl Engine {
         let (tag, addr) = (loc.tag(), loc.addr());
         let (other_tag, other_addr) = (other_loc.tag(), other_loc.addr());
         let mut stable = StablePage::new().map_err(|_| MergeError::Gone)?;
+        // The records' room first, so that a merge is never left without its record.
+        let mut rmap = KVVec::with_capacity(2, GFP_KERNEL).map_err(|_| MergeError::Gone)?;
         let merge_exec = self.policy.merge_exec;
         merge_in(&self.mms, merge_exec, tag, addr, |vma| {
             stable.make(vma, addr, page)
@@ -208,19 +245,23 @@ impl Engine {
             self.unmerge_at(tag, addr);
             if !stable.try_detach(false) {
                 // Still mapped (the undo failed): keep it as a stable page after all.
-                self.insert_stable(hash, stable, &[loc]);
+                let _ = rmap.push_within_capacity(loc);
+                self.insert_stable(hash, stable, rmap);
             }
             return Err(MergeError::Gone);
         }
-        self.insert_stable(hash, stable, &[loc, other_loc]);
+        let _ = rmap.push_within_capacity(loc);
+        let _ = rmap.push_within_capacity(other_loc);
+        self.insert_stable(hash, stable, rmap);
         Ok(())
     }
 
-    fn insert_stable(&mut self, hash: u64, page: StablePage, locs: &[Loc]) {
-        let mut rmap = KVVec::new();
-        if locs.len() == page.entries() {
-            // Without memory the records are missing; run=2's sweep still finds the mappings.
-            let _ = rmap.extend_from_slice(locs, GFP_KERNEL);
+    /// Adds a new stable page with the records of its mappings, `rmap`.
+    fn insert_stable(&mut self, hash: u64, page: StablePage, mut rmap: KVVec<Loc>) {
+        if rmap.len() != page.entries() {
+            // Cannot happen (one record per entry, room made first); if it did, the records
+            // would be incomplete, which StableNode allows.
+            rmap.clear();
         }
         let mappings = i64::from(page.mapcount().unwrap_or(0));
         match self.stable.insert(hash, StableNode { page, rmap }) {
@@ -230,8 +271,9 @@ impl Engine {
             }
             Err(node) => {
                 // Out of memory for the tree (or the page is gone already): dropping the node
-                // lets the page go if nothing maps it, and leaks the node if something does
-                // (run=2's sweep still breaks those mappings).
+                // lets the page go if nothing maps it, and leaks the node if something does.
+                // Those mappings stay merged until written or unmapped; run=2's sweep, which
+                // looks for any stable page's mappings, breaks them too.
                 drop(node);
             }
         }

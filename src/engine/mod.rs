@@ -216,7 +216,7 @@ impl Engine {
     /// LRU batches whose references would make every merge look pinned.
     fn start_pass(&mut self) -> Result {
         let mut found = KVVec::new();
-        mm::collect(false, &mut found)?;
+        mm::collect(&mut found)?;
         // An mm that no longer opts in keeps its slot while it has merges to undo.
         self.mms
             .update(found, |s| mm::opted_in(&s.mm) || s.pass.has_merges())?;
@@ -346,7 +346,7 @@ impl Engine {
     fn visit(&mut self, tag: Tag, found: Found, knobs: &Snapshot) {
         let addr = match &found {
             Found::Zero { addr }
-            | Found::Stable { addr }
+            | Found::Stable { addr, .. }
             | Found::Anon { addr, .. }
             | Found::Large { addr } => *addr,
         };
@@ -367,14 +367,18 @@ impl Engine {
                 }),
                 _ => None,
             },
-            Found::Stable { addr } if knobs.policy.zero_pages_only => {
+            Found::Stable { addr, .. } if knobs.policy.zero_pages_only => {
                 // Merged before zero_pages_only was set: undone now (on failure, next pass).
                 stats::add(Stat::PagesScanned, 1);
                 self.unmerge_at(tag, addr);
                 None
             }
-            Found::Stable { addr } => {
+            Found::Stable { addr, page } => {
                 stats::add(Stat::PagesScanned, 1);
+                if prev.is_none_or(|r| r.flags & STABLE_MERGED == 0) {
+                    // Not merged here by rksm: a fork copied it.
+                    self.adopt(tag, addr, &page, knobs);
+                }
                 Some(Record {
                     addr,
                     hash: 0,

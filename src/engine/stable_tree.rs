@@ -25,13 +25,17 @@ use crate::stable::StablePage;
 /// tenant with very many identical pages) from costing a lookup more than a constant.
 const CHAIN_LOOKS: usize = 4;
 
+/// How many copies of one content a lookup for a given stable page checks (newest first).
+const ADOPT_LOOKS: usize = 64;
+
 /// A stable page in the stable tree.
 ///
 /// # Invariants
 ///
 /// `rmap[i]` is the place of the page's reverse-map entry `i`, or `rmap` is shorter than the
-/// entries (no memory for a record): then the records are incomplete and `rmap` is pruned
-/// only as a whole.
+/// entries. Merges make room for their record before they map the page, so the records are
+/// incomplete only for a mapping above 4 PiB (no [`Loc`]); then neither they nor the page's
+/// entries are pruned until the page goes, which the mapping count keeps correct.
 pub(crate) struct StableNode {
     pub(crate) page: StablePage,
     /// Where rksm merged into it, one per reverse-map entry of the page. They go stale (COW,
@@ -43,19 +47,18 @@ pub(crate) struct StableNode {
 
 impl StableNode {
     /// Records a merge into this page, made at `loc` (its reverse-map entry is the last).
+    /// The caller made room for it before the merge.
     pub(crate) fn add_mapping(&mut self, loc: Loc) {
         if self.rmap.len() + 1 != self.page.entries() {
             return;
         }
-        // Without memory the record is missing; run=2's sweep still finds the mapping.
-        let _ = self.rmap.push(loc, GFP_KERNEL);
+        let _ = self.rmap.push_within_capacity(loc);
     }
 }
 
 /// The stable tree.
 pub(crate) struct StableTree {
     tree: RBTree<u64, KVec<StableNode>>,
-    len: usize,
 }
 
 /// Where a lookup found a stable page: its hash and place in the bucket.
@@ -69,13 +72,7 @@ impl StableTree {
     pub(crate) fn new() -> Self {
         Self {
             tree: RBTree::new(),
-            len: 0,
         }
-    }
-
-    /// Number of stable pages.
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     /// The range of `bucket` whose pages hold the same bytes as `page`.
@@ -116,6 +113,19 @@ impl StableTree {
                     .and_then(|n| n.page.mapcount())
                     .is_some_and(|m| m < max_sharing)
             })
+            .map(|index| Slot { hash, index })
+    }
+
+    /// Where the stable page `page` (a mapping of it, with tree key `hash`) is in the tree. Its
+    /// copies are adjacent, found in O(log b) page compares; then at most [`ADOPT_LOOKS`] of
+    /// them are checked, so a long chain costs a bounded amount.
+    pub(crate) fn find_page(&self, hash: u64, page: &PageRef) -> Option<Slot> {
+        let bucket = self.tree.get(&hash)?;
+        let (lo, hi) = Self::equal_range(bucket, page);
+        (lo..hi)
+            .rev()
+            .take(ADOPT_LOOKS)
+            .find(|&i| bucket.get(i).is_some_and(|n| n.page.is(page)))
             .map(|index| Slot { hash, index })
     }
 
@@ -162,7 +172,6 @@ impl StableTree {
                 self.tree.insert(reservation.into_node(hash, bucket));
             }
         }
-        self.len += 1;
         Ok(())
     }
 
@@ -183,7 +192,6 @@ impl StableTree {
                 let Ok(node) = bucket.remove(i) else {
                     break;
                 };
-                self.len -= 1;
                 gone(node);
             }
             if bucket.is_empty() {

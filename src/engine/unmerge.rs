@@ -38,12 +38,13 @@ pub(super) fn unmerge_if_unmergeable(locked: &Locked<'_>, r: &Record, merge_exec
 }
 
 impl Engine {
-    /// Whether `loc` maps one of rksm's stable pages now (its mm lock is taken here).
+    /// Whether `loc` maps one of rksm's stable pages now, or a swap entry that may bring one
+    /// back (its mm lock is taken here).
     fn maps_stable(&self, loc: Loc) -> bool {
         let Some(user) = self.mms.get(loc.tag()).and_then(|s| s.mm.mmget_not_zero()) else {
             return false;
         };
-        let mapped = Locked::new(&user).maps_stable_page(loc.addr());
+        let mapped = Locked::new(&user).may_map_stable_page(loc.addr());
         mapped
     }
 
@@ -130,12 +131,17 @@ impl Engine {
             // Dropping a node detached above frees it.
             drop,
         );
-        let (mut mappings, mut chains, mut dups) = (0i64, 0i64, 0i64);
+        // A stable page counts as shared while something maps it (one left in the swap cache
+        // after its last mapping was swapped out does not): then its mappings past the first
+        // count as sharing, so neither figure can go negative.
+        let (mut shared, mut sharing, mut chains, mut dups) = (0i64, 0i64, 0i64, 0i64);
         for bucket in self.stable.buckets() {
-            mappings += bucket
-                .iter()
-                .map(|n| i64::from(n.page.mapcount().unwrap_or(0)))
-                .sum::<i64>();
+            for n in bucket.iter() {
+                if let Some(mapped @ 1..) = n.page.mapcount() {
+                    shared += 1;
+                    sharing += i64::from(mapped) - 1;
+                }
+            }
             // Copies of one content are neighbours in a bucket (sorted by content).
             let mut run = 1;
             for (i, node) in bucket.iter().enumerate() {
@@ -159,9 +165,8 @@ impl Engine {
         let bytes = self.stable.bytes();
         stats::add(Stat::MetadataBytes, bytes as i64 - self.stable_bytes as i64);
         self.stable_bytes = bytes;
-        let shared = self.stable.len() as i64;
         stats::set(Stat::PagesShared, shared);
-        stats::set(Stat::PagesSharing, mappings - shared);
+        stats::set(Stat::PagesSharing, sharing);
         stats::set(Stat::StableNodeChains, chains);
         stats::set(Stat::StableNodeDups, dups);
     }
@@ -170,8 +175,10 @@ impl Engine {
     /// `full_scans`.
     ///
     /// rksm's records are not every mapping: a fork copies mappings of stable pages that rksm
-    /// never saw. So the mapcounts are the ground truth, and every anonymous VMA of every mm is
-    /// swept for PTEs into rksm's file until no stable page is mapped.
+    /// may not have seen yet. Merges live only in mergeable VMAs (MADV_UNMERGEABLE, the prctl
+    /// and mremap break them at once, through the kernel's break_ksm), so, as KSM does, every
+    /// mergeable VMA of every opted-in mm is then swept once, over its populated ranges only,
+    /// and again while the mapcounts say a stable page is still mapped (a fork raced the sweep).
     pub(crate) fn unmerge_all(&mut self) {
         // Zero-page merges: from the records (a clean zero-page PTE carries no mark).
         for slot in self.mms.values_mut() {
@@ -200,9 +207,9 @@ impl Engine {
                 }
             }
         }
-        // Then whatever forks copied, or mremap moved: sweep until nothing maps a stable page.
-        for _ in 0..SWEEPS {
-            if self.stable_mapped() == 0 {
+        // Then whatever forks copied: sweep until nothing maps a stable page.
+        for round in 0..SWEEPS {
+            if round > 0 && self.stable_mapped() == 0 {
                 break;
             }
             self.sweep_stable_mappings();
@@ -227,10 +234,10 @@ impl Engine {
             .sum()
     }
 
-    /// Breaks every PTE that maps a stable page, in every user mm.
+    /// Breaks every PTE that maps a stable page, in every mergeable VMA of every opted-in mm.
     fn sweep_stable_mappings(&mut self) {
         let mut mms = KVVec::new();
-        if mm::collect(true, &mut mms).is_err() {
+        if mm::collect(&mut mms).is_err() {
             return;
         }
         for m in mms.iter() {
@@ -241,8 +248,8 @@ impl Engine {
             let mut addr = 0;
             while let Some(vma) = locked.vma_next(addr) {
                 addr = vma.end();
-                // Executable or not, anonymous memory may hold merges: swept either way.
-                if mm::kind(vma, true) == VmaKind::Other {
+                // Executable or not (merge_exec may have changed), mergeable VMAs hold merges.
+                if mm::kind(vma, true) != VmaKind::Mergeable {
                     continue;
                 }
                 let (mut start, end) = (vma.start(), vma.end());
@@ -251,7 +258,7 @@ impl Engine {
                     let mut walk = WalkStats::default();
                     let mut hits: KVec<usize> = KVec::new();
                     start = range_walk::walk(&locked, start, end, &mut budget, &mut walk, |f| {
-                        if let Found::Stable { addr } = f {
+                        if let Found::Stable { addr, .. } = f {
                             let _ = hits.push(addr, GFP_KERNEL);
                         }
                         hits.len() < BATCH
