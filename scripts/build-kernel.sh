@@ -8,6 +8,9 @@
 #                              its own (no lockdep, no DEBUG_VM), cached in
 #                              $RKSM_CACHE/benchkernel-<key>; current-kernel
 #                              stays the test kernel.
+#   RKSM_KERNEL_FLAVOR=kasan   the KASAN kernel: kernel.config plus
+#                              qemu/kasan-kernel.config, cached in
+#                              $RKSM_CACHE/kasankernel-<key>.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -31,7 +34,11 @@ bench)
 	grep -v -w -F "$opts" "$RKSM_ROOT/qemu/kernel.config" >"$fragment" || true
 	cat "$RKSM_ROOT/qemu/bench-kernel.config" >>"$fragment"
 	;;
-*) die "RKSM_KERNEL_FLAVOR must be test or bench, not $flavor" ;;
+kasan)
+	prefix=kasankernel
+	cat "$RKSM_ROOT/qemu/kernel.config" "$RKSM_ROOT/qemu/kasan-kernel.config" >"$fragment"
+	;;
+*) die "RKSM_KERNEL_FLAVOR must be test, bench or kasan, not $flavor" ;;
 esac
 key=$( { echo "$version $RECIPE"; cat "$fragment" "$RKSM_ROOT"/qemu/patches/*.patch; } |
 	sha256sum | cut -c1-16)
@@ -39,7 +46,7 @@ dir=$RKSM_CACHE/$prefix-$key
 tree=$dir/linux
 
 if [ -f "$dir/.done" ]; then
-	[ "$flavor" = bench ] || echo "$tree" >"$RKSM_CACHE/current-kernel"
+	[ "$flavor" != test ] || echo "$tree" >"$RKSM_CACHE/current-kernel"
 	say "$flavor kernel $version is cached ($dir)"
 	echo "$tree"
 	exit 0
@@ -84,9 +91,9 @@ fi
 "${km[@]}" -s headers_install INSTALL_HDR_PATH="$dir/headers" >/dev/null
 echo "$version" >"$dir/version"
 touch "$dir/.done"
-if [ "$flavor" = bench ]; then
-	# Keep the newest bench kernel only.
-	ls -1dt "$RKSM_CACHE"/benchkernel-*/ 2>/dev/null | tail -n +2 | xargs -r rm -rf
+if [ "$flavor" != test ]; then
+	# Keep the newest kernel of this flavor only.
+	ls -1dt "$RKSM_CACHE"/$prefix-*/ 2>/dev/null | tail -n +2 | xargs -r rm -rf
 else
 	echo "$tree" >"$RKSM_CACHE/current-kernel"
 	# Keep the two newest kernels; each is a few GiB.

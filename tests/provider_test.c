@@ -4,7 +4,8 @@
  * as it handles KSM's, through the reverse map rksm keeps for each:
  *
  * - move_pages() migrates a merged page: the PFN changes in every process
- *   at once, the bytes stay, the page stays shared and counted;
+ *   at once, the bytes stay, the page stays shared and counted; that holds
+ *   for a forked child's mapping after its parent has exited too;
  * - compaction leaves every merged page shared and intact;
  * - reclaim swaps merged pages out (all their mappings become swap entries,
  *   pswpout rises, the counters drop) and every byte comes back;
@@ -135,6 +136,52 @@ TEST_F_TIMEOUT(provider, move_pages_migrates, 120)
 	ASSERT_EQ(1, rksm_kid_call(&self->k, 1, rksm_kid_sync, 0));
 	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES * (NKIDS - 1), 2, 30, &self->c));
 	ASSERT_TRUE(all_shared(&self->k, self->pfn));
+}
+
+/*
+ * A fork copies mappings of merged pages that rksm did not make. rksm records
+ * each when it scans the child, as KSM does, so that reverse-map walks find it
+ * even once the parent, whose mapping it was copied from, is gone: here
+ * migration has to move the child's mapping with the others'.
+ */
+TEST_F_TIMEOUT(provider, forked_mapping_adopted, 180)
+{
+	const int child = NKIDS;
+	uint64_t p1[PAGES], pc[PAGES];
+	void *pages[PAGES];
+	int nodes[PAGES], status[PAGES], moved = 0;
+
+	if (access("/sys/devices/system/node/node1", F_OK))
+		SKIP(return, "one NUMA node (boot with numa=fake=2)");
+	ASSERT_LT(0, rksm_kid_fork_into(&self->k, 0, child));
+	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES * NKIDS, 2, 60, &self->c))
+		TH_LOG("shared %llu sharing %llu", self->c.shared, self->c.sharing);
+	/* Two full scans: the child is found, then scanned. */
+	ASSERT_EQ(0, rksm_wait_scans(2, 60));
+	/* The parent goes; its records go at the next full scan. */
+	rksm_kid_kill(&self->k, 0);
+	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES * (NKIDS - 1), 2, 60, &self->c))
+		TH_LOG("shared %llu sharing %llu", self->c.shared, self->c.sharing);
+	ASSERT_EQ(0, rksm_wait_scans(2, 60));
+
+	ASSERT_EQ(0, rksm_kid_call(&self->k, child, kid_nodes, 0));
+	for (int i = 0; i < PAGES; i++) {
+		pages[i] = rksm_kid_page(&self->k, child, i);
+		ASSERT_LE(0, self->k.flag[i]) TH_LOG("page %d: status %ld", i, self->k.flag[i]);
+		nodes[i] = !self->k.flag[i];
+	}
+	ASSERT_EQ(0, syscall(SYS_move_pages, self->k.pid[child], PAGES, pages, nodes, status,
+			     MPOL_MF_MOVE_ALL_)) TH_LOG("move_pages: %s", strerror(errno));
+	for (int i = 0; i < PAGES; i++)
+		moved += status[i] == nodes[i];
+	/* Without the child's record its mapping would pin the page: -EBUSY. */
+	EXPECT_EQ(PAGES, moved) TH_LOG("page 0: status %d", status[0]);
+	ASSERT_EQ(0, rksm_kid_pfns(&self->k, 1, p1));
+	ASSERT_EQ(0, rksm_kid_pfns(&self->k, child, pc));
+	RKSM_EXPECT_ALL(PAGES, pc[i] && pc[i] == p1[i] && pc[i] != self->before[i]);
+	ASSERT_EQ(0, rksm_kid_call(&self->k, child, rksm_kid_verify, 0));
+	ASSERT_EQ(0, rksm_kid_call(&self->k, 1, rksm_kid_verify, 0));
+	ASSERT_EQ(0, rksm_kid_call(&self->k, 2, rksm_kid_verify, 0));
 }
 
 TEST_F_TIMEOUT(provider, compaction_keeps_sharing, 120)
