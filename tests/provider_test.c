@@ -138,6 +138,15 @@ TEST_F_TIMEOUT(provider, move_pages_migrates, 120)
 	ASSERT_TRUE(all_shared(&self->k, self->pfn));
 }
 
+/* Kid function: outlive the parent (kids die with theirs otherwise). */
+static long kid_outlive_parent(struct rksm_kids *k, int slot, long arg)
+{
+	(void)k;
+	(void)slot;
+	(void)arg;
+	return prctl(PR_SET_PDEATHSIG, 0) ? -errno : 0;
+}
+
 /*
  * A fork copies mappings of merged pages that rksm did not make. rksm records
  * each when it scans the child, as KSM does, so that reverse-map walks find it
@@ -159,7 +168,9 @@ TEST_F_TIMEOUT(provider, forked_mapping_adopted, 180)
 	/* Two full scans: the child is found, then scanned. */
 	ASSERT_EQ(0, rksm_wait_scans(2, 60));
 	/* The parent goes; its records go at the next full scan. */
+	ASSERT_EQ(0, rksm_kid_call(&self->k, child, kid_outlive_parent, 0));
 	rksm_kid_kill(&self->k, 0);
+	ASSERT_TRUE(rksm_pid_alive(self->k.pid[child]));
 	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES * (NKIDS - 1), 2, 60, &self->c))
 		TH_LOG("shared %llu sharing %llu", self->c.shared, self->c.sharing);
 	ASSERT_EQ(0, rksm_wait_scans(2, 60));
