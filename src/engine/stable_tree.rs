@@ -95,7 +95,10 @@ impl StableTree {
     }
 
     /// How a node's bytes compare with `page`'s. A page that is gone (freed, swapped out) sorts
-    /// first, so it is never found; the next refresh drops it.
+    /// first, so it is never found; the next refresh drops it. Until then, in a bucket of several
+    /// pages, it can break the order the binary search relies on, and a lookup may miss an equal
+    /// page: a merge missed for a pass, never a wrong one (every merge compares the bytes again
+    /// under the page-table lock).
     fn cmp(node: &StableNode, page: &PageRef) -> Ordering {
         node.page.cmp_content(page).unwrap_or(Ordering::Less)
     }
