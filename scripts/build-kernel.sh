@@ -19,6 +19,7 @@ tarball=$(cat "$RKSM_CACHE/kernel-source-tarball")
 # Bump RECIPE when a change to this script changes what it builds.
 RECIPE=1
 flavor=${RKSM_KERNEL_FLAVOR:-test}
+extra_args=()
 fragment=$(mktemp /tmp/rksm-kconfig.XXXXXX)
 trap 'rm -f "$fragment"' EXIT
 case "$flavor" in
@@ -35,7 +36,14 @@ bench)
 	cat "$RKSM_ROOT/qemu/bench-kernel.config" >>"$fragment"
 	;;
 kasan)
+	# Rust and KASAN together need a clang-built kernel (init/Kconfig:
+	# RUST depends on !KASAN || CC_IS_CLANG): Debian 12's clang-16.
 	prefix=kasankernel
+	extra_args=(LLVM=-16)
+	command -v clang-16 >/dev/null && command -v ld.lld-16 >/dev/null || {
+		say "installing clang-16, lld-16 and llvm-16 for the KASAN kernel"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang-16 lld-16 llvm-16 >/dev/null
+	}
 	cat "$RKSM_ROOT/qemu/kernel.config" "$RKSM_ROOT/qemu/kasan-kernel.config" >"$fragment"
 	;;
 *) die "RKSM_KERNEL_FLAVOR must be test, bench or kasan, not $flavor" ;;
@@ -63,7 +71,9 @@ for p in "$RKSM_ROOT"/qemu/patches/*.patch; do
 done
 
 export LIBCLANG_PATH=${LIBCLANG_PATH:-$(rksm_libclang_path)}
-km=(make -C "$tree" ARCH=x86_64 "${KRUST[@]}")
+km=(make -C "$tree" ARCH=x86_64 "${KRUST[@]}" "${extra_args[@]}")
+# Module builds against this tree read the same arguments (lib.sh, kmake).
+echo "${extra_args[*]}" >"$dir/make-args"
 "${km[@]}" -s tinyconfig
 "$tree"/scripts/kconfig/merge_config.sh -m -O "$tree" "$tree/.config" "$fragment" >/dev/null
 "${km[@]}" -s olddefconfig
