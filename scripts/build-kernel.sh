@@ -37,12 +37,12 @@ bench)
 	;;
 kasan)
 	# Rust and KASAN together need a clang-built kernel (init/Kconfig:
-	# RUST depends on !KASAN || CC_IS_CLANG): Debian 12's clang-16.
+	# RUST depends on !KASAN || CC_IS_CLANG): Debian 12's clang-19.
 	prefix=kasankernel
-	extra_args=(LLVM=-16)
-	command -v clang-16 >/dev/null && command -v ld.lld-16 >/dev/null || {
-		say "installing clang-16, lld-16 and llvm-16 for the KASAN kernel"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang-16 lld-16 llvm-16 >/dev/null
+	extra_args=(LLVM=-19)
+	command -v clang-19 >/dev/null && command -v ld.lld-19 >/dev/null || {
+		say "installing clang-19, lld-19 and llvm-19 for the KASAN kernel"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang-19 lld-19 llvm-19 >/dev/null
 	}
 	cat "$RKSM_ROOT/qemu/kernel.config" "$RKSM_ROOT/qemu/kasan-kernel.config" >"$fragment"
 	;;

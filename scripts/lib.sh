@@ -35,7 +35,7 @@ rksm_kdir() {
 }
 
 # make -C $KDIR with the toolchain variables every kernel/module make needs,
-# and those the tree was built with (make-args beside it: LLVM=-16 for the
+# and those the tree was built with (make-args beside it: LLVM=-19 for the
 # KASAN kernel).
 kmake() {
 	local kdir extra=()
