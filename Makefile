@@ -5,6 +5,7 @@
 #   make kernel   set up and build the test kernel only
 #   make run      boot the test kernel in QEMU, load rksm, show it working
 #   make check    host unit tests, rustfmt, clippy, module build, QEMU kselftests
+#   make check KASAN=1   the same on a KASAN build of the test kernel (slower)
 #   make bench    rksm against in-kernel KSM in the same VM (tens of minutes)
 #   make install KDIR=...  install rksm.ko for that kernel, with rksm-apply,
 #                 rksm.service and /etc/rksm.conf (DESTDIR=dir for packaging)
@@ -31,7 +32,7 @@ run: module
 	scripts/run-demo.sh
 
 check:
-	scripts/check.sh
+	KASAN=$(KASAN) scripts/check.sh
 
 bench: module
 	scripts/bench.sh

@@ -25,8 +25,6 @@ opaque! {
     Vma;
     /// `struct page`.
     Page;
-    /// `struct file`.
-    File;
     /// `pgd_t`.
     Pgd;
     /// `p4d_t`.
@@ -54,6 +52,8 @@ pub(crate) const HIT_ANON_LARGE: c_uint = 2;
 pub(crate) const HIT_STABLE: c_uint = 3;
 /// [`Hit::kind`]: the shared zero page (no reference taken).
 pub(crate) const HIT_ZERO: c_uint = 4;
+/// [`rksm_pte_kind`]: a swap or migration entry, which may fault a stable page back in.
+pub(crate) const HIT_SWAP: c_uint = 5;
 /// [`rksm_replace_pte`]: someone else holds a reference.
 pub(crate) const MERGE_PINNED: c_int = 2;
 /// [`rksm_replace_pte`]: the content changed.
@@ -62,6 +62,30 @@ pub(crate) const MERGE_CHANGED: c_int = 3;
 pub(crate) const MERGE_CONTENDED: c_int = 4;
 /// [`rksm_replace_pte`]: a large folio could not be split.
 pub(crate) const MERGE_LARGE: c_int = 5;
+/// [`rksm_replace_pte`]: the stable page's reverse map has no room for the new mapping.
+pub(crate) const MERGE_NO_ROOM: c_int = 6;
+/// [`rksm_stable_make`]: a fork shares the page with other processes.
+pub(crate) const MERGE_SHARED: c_int = 7;
+
+/// `struct ksm_provider_rmap` (include/linux/ksm.h, qemu/patches/0004): one mapping of a
+/// stable page, as KSM's rmap_item records it. The C glue fills it and holds the `anon_vma`
+/// reference; stable_pages.c asserts the layout.
+#[repr(C)]
+pub(crate) struct ProviderRmap {
+    mm: *mut Mm,
+    anon_vma: *mut c_void,
+    address: c_ulong,
+    index: c_ulong,
+}
+
+/// `struct ksm_provider_node`: what a stable page's `folio->mapping` points to. The core reads
+/// it under the folio lock (reverse-map walks) and moves `kpfn` on migration.
+#[repr(C)]
+pub(crate) struct ProviderNode {
+    pub(crate) kpfn: c_ulong,
+    pub(crate) nr: c_uint,
+    pub(crate) rmap: *mut ProviderRmap,
+}
 
 /// [`rksm_memfd_hooks_register`]: the `memfd_alloc_file` hook (`memfd_noexec`) is in place.
 pub(crate) const MEMFD_HOOK_CREATE: c_uint = 1;
@@ -162,19 +186,14 @@ extern "C" {
     /// Process context.
     pub(crate) fn rksm_current_cpu_ns() -> u64;
 
-    /// Stores up to `max` mms (opted-in ones, or with `all` every user mm) in `out`, each with
+    /// Stores up to `max` opted-in mms in `out`, each with
     /// an `mmgrab` reference, and the real uid of the process each was found in at the same
     /// index of `uids`; returns how many there are.
     ///
     /// # Safety
     ///
     /// `out` and `uids` are valid for `max` writes. Process context, no spinlocks held.
-    pub(crate) fn rksm_collect_mms(
-        out: *mut *mut Mm,
-        uids: *mut c_uint,
-        max: c_int,
-        all: bool,
-    ) -> c_int;
+    pub(crate) fn rksm_collect_mms(out: *mut *mut Mm, uids: *mut c_uint, max: c_int) -> c_int;
     /// Adds `merging` and `items` (either may be negative) to `mm`'s `ksm_merging_pages` and
     /// `ksm_rmap_items`, the counters of `/proc/<pid>/ksm_stat`.
     ///
@@ -230,7 +249,6 @@ extern "C" {
         ranges: *const c_ulong,
         nranges: c_int,
         addr: c_ulong,
-        stable_file: *mut File,
         hits: *mut Hit,
         max: c_int,
         next: *mut c_ulong,
@@ -262,22 +280,40 @@ extern "C" {
     pub(crate) fn rksm_lru_add_drain_all();
 
     /// Replaces the PTE at `addr` mapping `old` by a read-only one of `new` (NULL: the zero
-    /// page) if the contents match and `old` is not pinned; 0 or a `MERGE_*` reason. `*split`
+    /// page) if the contents match and `old` is not pinned; 0 or a `MERGE_*` reason. A merge
+    /// into `new` appends its reverse-map entry to `node`, under `new`'s folio lock. `*split`
     /// tells whether a large folio was split on the way.
     ///
     /// # Safety
     ///
     /// The mmap lock of `vma`'s mm is held for read; `vma` contains `addr`; the caller holds a
-    /// reference on `old` and, if not NULL, on `new`; `split` is valid for a write.
+    /// reference on `old` and, if not NULL, on `new`, which [`rksm_stable_get`] found for
+    /// `node`; `node.rmap` has room for `room` entries; `split` is valid for a write.
     pub(crate) fn rksm_replace_pte(
         vma: *mut Vma,
         addr: c_ulong,
         old: *mut Page,
         new: *mut Page,
+        node: *mut ProviderNode,
+        room: c_uint,
         split: *mut bool,
     ) -> c_int;
-    /// What `addr` maps now: `HIT_ZERO`, `HIT_STABLE` or 0.
-    pub(crate) fn rksm_pte_kind(mm: *mut Mm, addr: c_ulong, stable_file: *mut File) -> c_int;
+    /// Makes `page` at `addr` the stable page of `node` in place (write-protected, a KSM folio
+    /// whose first reverse-map entry is this mapping); 0 or a `MERGE_*` reason.
+    ///
+    /// # Safety
+    ///
+    /// As for [`rksm_replace_pte`]; `node` is no folio's yet (`nr` 0) and its `rmap` has room
+    /// for one entry; it stays at its address until [`rksm_stable_detach`] lets it go.
+    pub(crate) fn rksm_stable_make(
+        vma: *mut Vma,
+        addr: c_ulong,
+        page: *mut Page,
+        node: *mut ProviderNode,
+        split: *mut bool,
+    ) -> c_int;
+    /// What `addr` maps now: `HIT_ZERO`, `HIT_STABLE`, `HIT_SWAP` or 0.
+    pub(crate) fn rksm_pte_kind(mm: *mut Mm, addr: c_ulong) -> c_int;
     /// Gives `addr` a private anonymous page again (a forced write fault).
     pub(crate) fn rksm_break_cow(mm: *mut Mm, addr: c_ulong) -> c_int;
     /// xxh64 of an all-zero page.
@@ -302,20 +338,57 @@ extern "C" {
     ) -> c_int;
     /// The anonymous page mapped at `addr`, with a reference, or NULL. The mmap lock is held.
     pub(crate) fn rksm_anon_page_at(mm: *mut Mm, addr: c_ulong) -> *mut Page;
-    /// Creates rksm's stable file, or returns NULL.
-    pub(crate) fn rksm_stable_file_create() -> *mut File;
-    /// Drops the stable file. Nothing may map its pages.
-    pub(crate) fn rksm_stable_file_put(file: *mut File);
-    /// Page `index` of `file` filled with `src`'s content, with a reference, or NULL.
-    pub(crate) fn rksm_stable_page_alloc(
-        file: *mut File,
-        index: c_ulong,
-        src: *mut Page,
+    /// Drops the `anon_vma` reference of a reverse-map entry.
+    ///
+    /// # Safety
+    ///
+    /// `r` was filled by the C glue, its reference not dropped yet, and no folio's walk can
+    /// reach it any more (removed under the folio lock, or the node is let go). May sleep.
+    pub(crate) fn rksm_rmap_put(r: *mut ProviderRmap);
+    /// The stable page of `node` with a reference (locked too if `lock`; a trylock), or NULL:
+    /// busy (`*stale` false) or gone (`*stale` true).
+    ///
+    /// # Safety
+    ///
+    /// `node` is valid; `stale` is valid for a write.
+    pub(crate) fn rksm_stable_get(
+        node: *mut ProviderNode,
+        lock: bool,
+        stale: *mut bool,
     ) -> *mut Page;
-    /// `folio_mapcount`.
-    pub(crate) fn rksm_page_mapcount(page: *mut Page) -> c_int;
-    /// Drops our reference and truncates page `index`, unless it is mapped (then false).
-    pub(crate) fn rksm_stable_page_free(file: *mut File, index: c_ulong, page: *mut Page) -> bool;
+    /// Undoes [`rksm_stable_get`].
+    ///
+    /// # Safety
+    ///
+    /// `page` came from [`rksm_stable_get`] with the same `locked`, and is put once.
+    pub(crate) fn rksm_stable_put(page: *mut Page, locked: bool);
+    /// Lets the stable page go if nothing maps it (nor, unless `force`, may fault it back from
+    /// swap); then no folio points to its node any more.
+    ///
+    /// # Safety
+    ///
+    /// `page` came from [`rksm_stable_get`] with `lock` true and is still locked.
+    pub(crate) fn rksm_stable_detach(page: *mut Page, force: bool) -> bool;
+    /// Fills `r` for the mapping at `addr` of `vma` (mm, anon_vma with a reference, address
+    /// and index), as the merges do for theirs.
+    ///
+    /// # Safety
+    ///
+    /// `r` is valid for a write; the mmap lock of `vma`'s mm is held, `vma` has an anon_vma
+    /// and `addr` lies in it.
+    pub(crate) fn rksm_rmap_fill(r: *mut ProviderRmap, vma: *mut Vma, addr: c_ulong);
+    /// Whether `page`'s folio is the stable page of `node` now.
+    ///
+    /// # Safety
+    ///
+    /// `node` is valid for reads; `page` holds a folio reference.
+    pub(crate) fn rksm_stable_is(node: *const ProviderNode, page: *mut Page) -> bool;
+    /// `folio_mapcount` of a stable page.
+    ///
+    /// # Safety
+    ///
+    /// `page` holds a reference.
+    pub(crate) fn rksm_stable_mapcount(page: *mut Page) -> c_int;
     /// `try_module_get(THIS_MODULE)`.
     pub(crate) fn rksm_module_get() -> bool;
     /// `module_put(THIS_MODULE)`.

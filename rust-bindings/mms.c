@@ -23,12 +23,11 @@ static bool rksm_mm_opted_in(struct mm_struct *mm)
 /*
  * Store up to @max mms in @out, each with an mm_count reference (mmgrab),
  * and the real uid (in the initial user namespace) of the process each was
- * found in at the same index of @uids; return how many there are in all: the
- * opted-in ones, or with @all every user mm (run=2 must find merges in
- * processes that opted out). Walks the task list under RCU; task_lock keeps
- * ->mm stable while we look.
+ * found in at the same index of @uids; return how many opted-in mms there are
+ * in all. Walks the task list under RCU; task_lock keeps ->mm stable while we
+ * look.
  */
-int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max, bool all)
+int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max)
 {
 	struct task_struct *p;
 	int n = 0;
@@ -41,7 +40,7 @@ int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max, bool a
 			continue;
 		task_lock(p);
 		mm = p->mm;
-		if (mm && (all || rksm_mm_opted_in(mm))) {
+		if (mm && rksm_mm_opted_in(mm)) {
 			if (n < max) {
 				mmgrab(mm);
 				out[n] = mm;

@@ -5,6 +5,7 @@
  * Only what Rust cannot reach (static inlines, macros, the PTE critical
  * section). Declarations for Rust: shim.h and ffi.rs.
  */
+#include <linux/ksm.h>
 #include <linux/mm.h>
 #include <linux/huge_mm.h>
 #include <linux/pgtable.h>
@@ -98,10 +99,10 @@ unsigned long rksm_pmd_end(unsigned long addr, unsigned long end)
  * one VMA; several small VMAs cost one map and lock of the table, not one
  * each), from @addr on. *@next is where the next call should start: the end
  * of the last range once all are done. Returns the hit count, or 0 if the
- * table went away. @stable_file: rksm's file, to tell merged pages.
+ * table went away.
  */
 int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, const unsigned long *ranges, int nranges,
-		   unsigned long addr, struct file *stable_file, struct rksm_hit *hits, int max,
+		   unsigned long addr, struct rksm_hit *hits, int max,
 		   unsigned long *next)
 {
 	unsigned long base;
@@ -142,12 +143,13 @@ int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, const unsigned long *ranges
 				continue;
 			page = pfn_to_page(pfn);
 			folio = page_folio(page);
-			if (folio_is_zone_device(folio) || folio_test_ksm(folio))
+			if (folio_is_zone_device(folio))
 				continue;
-			if (folio_test_anon(folio))
-				kind = folio_test_large(folio) ? RKSM_HIT_ANON_LARGE : RKSM_HIT_ANON;
-			else if (stable_file && folio->mapping == stable_file->f_mapping)
+			/* KSM's own folios are neither candidates nor ours. */
+			if (folio_ksm_provided(folio))
 				kind = RKSM_HIT_STABLE;
+			else if (folio_test_anon(folio) && !folio_test_ksm(folio))
+				kind = folio_test_large(folio) ? RKSM_HIT_ANON_LARGE : RKSM_HIT_ANON;
 			else
 				continue;
 			if (!folio_try_get(folio))
@@ -247,10 +249,11 @@ struct page *rksm_anon_page_at(struct mm_struct *mm, unsigned long addr)
 }
 
 /*
- * What @addr maps now: RKSM_HIT_ZERO, RKSM_HIT_STABLE (a page of
- * @stable_file), or 0 for anything else. mmap_lock held.
+ * What @addr maps now: RKSM_HIT_ZERO, RKSM_HIT_STABLE (one of rksm's stable
+ * pages), RKSM_HIT_SWAP (a swap or migration entry, which may fault a stable
+ * page back in), or 0 for anything else. mmap_lock held.
  */
-int rksm_pte_kind(struct mm_struct *mm, unsigned long addr, struct file *stable_file)
+int rksm_pte_kind(struct mm_struct *mm, unsigned long addr)
 {
 	spinlock_t *ptl;
 	pte_t *ptep = rksm_pte_lock(mm, addr, &ptl);
@@ -265,9 +268,11 @@ int rksm_pte_kind(struct mm_struct *mm, unsigned long addr, struct file *stable_
 
 		if (is_zero_pfn(pfn))
 			kind = RKSM_HIT_ZERO;
-		else if (stable_file && !pte_special(val) && pfn_valid(pfn) &&
-			 page_folio(pfn_to_page(pfn))->mapping == stable_file->f_mapping)
+		else if (!pte_special(val) && pfn_valid(pfn) &&
+			 folio_ksm_provided(page_folio(pfn_to_page(pfn))))
 			kind = RKSM_HIT_STABLE;
+	} else if (!pte_none(val)) {
+		kind = RKSM_HIT_SWAP;
 	}
 	pte_unmap_unlock(ptep, ptl);
 	return kind;

@@ -16,8 +16,9 @@
 /* struct rksm_hit.kind */
 #define RKSM_HIT_ANON		1 /* small anonymous page: a merge candidate */
 #define RKSM_HIT_ANON_LARGE	2 /* subpage of a large anonymous folio */
-#define RKSM_HIT_STABLE		3 /* a page of rksm's stable file: already merged */
+#define RKSM_HIT_STABLE		3 /* one of rksm's stable pages: already merged */
 #define RKSM_HIT_ZERO		4 /* the shared zero page */
+#define RKSM_HIT_SWAP		5 /* a swap or migration entry (rksm_pte_kind only) */
 
 /* One present PTE found by rksm_scan_ptes(). @page holds a reference unless ZERO. */
 struct rksm_hit {
@@ -32,6 +33,8 @@ struct rksm_hit {
 #define RKSM_MERGE_CHANGED	3 /* the content differs now */
 #define RKSM_MERGE_CONTENDED	4 /* folio lock held by someone else */
 #define RKSM_MERGE_LARGE	5 /* the page is part of a large folio that could not be split */
+#define RKSM_MERGE_NO_ROOM	6 /* the stable page's reverse map is full: grow it, try again */
+#define RKSM_MERGE_SHARED	7 /* mapped by other processes too (a fork): cannot become stable */
 
 /* rksm_memfd_hooks_register(): which hooks are in place (a bit mask) */
 #define RKSM_MEMFD_HOOK_CREATE	1 /* memfd_alloc_file: memfd_noexec */
@@ -45,6 +48,8 @@ struct rksm_hit {
 
 /* Every function the C files here export to the Rust side (declared again in ffi.rs). */
 struct file;
+struct ksm_provider_node;
+struct ksm_provider_rmap;
 struct mm_struct;
 struct page;
 struct task_struct;
@@ -61,7 +66,7 @@ void rksm_try_to_freeze(void);
 void rksm_cond_resched(void);
 u64 rksm_current_cpu_ns(void);
 void rksm_mm_ksm_stat_add(struct mm_struct *mm, long merging, long items);
-int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max, bool all);
+int rksm_collect_mms(struct mm_struct **out, unsigned int *uids, int max);
 bool rksm_mm_opted_in_now(struct mm_struct *mm);
 void rksm_mmdrop(struct mm_struct *mm);
 struct vm_area_struct *rksm_vma_next(struct mm_struct *mm, unsigned long addr);
@@ -77,7 +82,7 @@ unsigned long rksm_p4d_end(unsigned long addr, unsigned long end);
 unsigned long rksm_pud_end(unsigned long addr, unsigned long end);
 unsigned long rksm_pmd_end(unsigned long addr, unsigned long end);
 int rksm_scan_ptes(struct mm_struct *mm, pmd_t *pmd, const unsigned long *ranges, int nranges,
-		   unsigned long addr, struct file *stable_file, struct rksm_hit *hits, int max,
+		   unsigned long addr, struct rksm_hit *hits, int max,
 		   unsigned long *next);
 int rksm_scan_huge_pmd(struct mm_struct *mm, pmd_t *pmd, unsigned long addr,
 		       struct rksm_hit *hit);
@@ -92,18 +97,23 @@ struct folio *rksm_page_folio(struct page *page);
 void rksm_folio_put(struct folio *folio);
 void rksm_lru_add_drain_all(void);
 int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,
-		     struct page *new, bool *split);
-int rksm_pte_kind(struct mm_struct *mm, unsigned long addr, struct file *stable_file);
+		     struct page *new, struct ksm_provider_node *node, unsigned int room,
+		     bool *split);
+int rksm_stable_make(struct vm_area_struct *vma, unsigned long addr, struct page *page,
+		     struct ksm_provider_node *node, bool *split);
+int rksm_pte_kind(struct mm_struct *mm, unsigned long addr);
 int rksm_break_cow(struct mm_struct *mm, unsigned long addr);
 u64 rksm_zero_page_hash(void);
 void rksm_ksm_watch_start(void);
 void rksm_ksm_watch_stop(void);
 int rksm_ksm_run(void);
-struct file *rksm_stable_file_create(void);
-void rksm_stable_file_put(struct file *file);
-struct page *rksm_stable_page_alloc(struct file *file, unsigned long index, struct page *src);
-int rksm_page_mapcount(struct page *page);
-bool rksm_stable_page_free(struct file *file, unsigned long index, struct page *page);
+void rksm_rmap_put(struct ksm_provider_rmap *r);
+struct page *rksm_stable_get(struct ksm_provider_node *node, bool lock, bool *stale);
+void rksm_stable_put(struct page *page, bool locked);
+bool rksm_stable_detach(struct page *page, bool force);
+int rksm_stable_mapcount(struct page *page);
+bool rksm_stable_is(const struct ksm_provider_node *node, struct page *page);
+bool rksm_page_is_stable(struct page *page);
 bool rksm_module_get(void);
 void rksm_module_put(void);
 unsigned int rksm_memfd_hooks_register(void);
@@ -113,5 +123,8 @@ void rksm_memfd_log_refusal(int what, unsigned int policy);
 
 /* C-only: shared between the C files, not called from Rust. */
 pte_t *rksm_pte_lock(struct mm_struct *mm, unsigned long addr, spinlock_t **ptl);
+void rksm_rmap_fill(struct ksm_provider_rmap *r, struct vm_area_struct *vma, unsigned long addr);
+struct folio;
+void rksm_stable_mark(struct folio *folio, struct ksm_provider_node *node);
 
 #endif /* RKSM_SHIM_H */

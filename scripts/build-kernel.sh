@@ -8,6 +8,9 @@
 #                              its own (no lockdep, no DEBUG_VM), cached in
 #                              $RKSM_CACHE/benchkernel-<key>; current-kernel
 #                              stays the test kernel.
+#   RKSM_KERNEL_FLAVOR=kasan   the KASAN kernel: kernel.config plus
+#                              qemu/kasan-kernel.config, cached in
+#                              $RKSM_CACHE/kasankernel-<key>.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -16,6 +19,7 @@ tarball=$(cat "$RKSM_CACHE/kernel-source-tarball")
 # Bump RECIPE when a change to this script changes what it builds.
 RECIPE=1
 flavor=${RKSM_KERNEL_FLAVOR:-test}
+extra_args=()
 fragment=$(mktemp /tmp/rksm-kconfig.XXXXXX)
 trap 'rm -f "$fragment"' EXIT
 case "$flavor" in
@@ -31,7 +35,18 @@ bench)
 	grep -v -w -F "$opts" "$RKSM_ROOT/qemu/kernel.config" >"$fragment" || true
 	cat "$RKSM_ROOT/qemu/bench-kernel.config" >>"$fragment"
 	;;
-*) die "RKSM_KERNEL_FLAVOR must be test or bench, not $flavor" ;;
+kasan)
+	# Rust and KASAN together need a clang-built kernel (init/Kconfig:
+	# RUST depends on !KASAN || CC_IS_CLANG): Debian 12's clang-19.
+	prefix=kasankernel
+	extra_args=(LLVM=-19)
+	command -v clang-19 >/dev/null && command -v ld.lld-19 >/dev/null || {
+		say "installing clang-19, lld-19 and llvm-19 for the KASAN kernel"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang-19 lld-19 llvm-19 >/dev/null
+	}
+	cat "$RKSM_ROOT/qemu/kernel.config" "$RKSM_ROOT/qemu/kasan-kernel.config" >"$fragment"
+	;;
+*) die "RKSM_KERNEL_FLAVOR must be test, bench or kasan, not $flavor" ;;
 esac
 key=$( { echo "$version $RECIPE"; cat "$fragment" "$RKSM_ROOT"/qemu/patches/*.patch; } |
 	sha256sum | cut -c1-16)
@@ -39,7 +54,7 @@ dir=$RKSM_CACHE/$prefix-$key
 tree=$dir/linux
 
 if [ -f "$dir/.done" ]; then
-	[ "$flavor" = bench ] || echo "$tree" >"$RKSM_CACHE/current-kernel"
+	[ "$flavor" != test ] || echo "$tree" >"$RKSM_CACHE/current-kernel"
 	say "$flavor kernel $version is cached ($dir)"
 	echo "$tree"
 	exit 0
@@ -56,7 +71,9 @@ for p in "$RKSM_ROOT"/qemu/patches/*.patch; do
 done
 
 export LIBCLANG_PATH=${LIBCLANG_PATH:-$(rksm_libclang_path)}
-km=(make -C "$tree" ARCH=x86_64 "${KRUST[@]}")
+km=(make -C "$tree" ARCH=x86_64 "${KRUST[@]}" "${extra_args[@]}")
+# Module builds against this tree read the same arguments (lib.sh, kmake).
+echo "${extra_args[*]}" >"$dir/make-args"
 "${km[@]}" -s tinyconfig
 "$tree"/scripts/kconfig/merge_config.sh -m -O "$tree" "$tree/.config" "$fragment" >/dev/null
 "${km[@]}" -s olddefconfig
@@ -84,9 +101,9 @@ fi
 "${km[@]}" -s headers_install INSTALL_HDR_PATH="$dir/headers" >/dev/null
 echo "$version" >"$dir/version"
 touch "$dir/.done"
-if [ "$flavor" = bench ]; then
-	# Keep the newest bench kernel only.
-	ls -1dt "$RKSM_CACHE"/benchkernel-*/ 2>/dev/null | tail -n +2 | xargs -r rm -rf
+if [ "$flavor" != test ]; then
+	# Keep the newest kernel of this flavor only.
+	ls -1dt "$RKSM_CACHE"/$prefix-*/ 2>/dev/null | tail -n +2 | xargs -r rm -rf
 else
 	echo "$tree" >"$RKSM_CACHE/current-kernel"
 	# Keep the two newest kernels; each is a few GiB.

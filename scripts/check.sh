@@ -16,6 +16,13 @@ finish() { echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; exit $?; }
 if ! scripts/setup.sh || ! scripts/build-kernel.sh >/dev/null; then
 	failed=$((failed + 1)); say "FAILED: set-up or kernel build"; finish
 fi
+# KASAN=1: the same steps on the KASAN kernel (qemu/kasan-kernel.config).
+if [ "${KASAN:-0}" = 1 ]; then
+	if ! KDIR=$(RKSM_KERNEL_FLAVOR=kasan scripts/build-kernel.sh | tail -n 1); then
+		failed=$((failed + 1)); say "FAILED: KASAN kernel build"; finish
+	fi
+	export KDIR
+fi
 kdir=$(rksm_kdir)
 
 # Clippy runs as the compiler, so force a rebuild of the Rust objects.

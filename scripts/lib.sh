@@ -34,10 +34,13 @@ rksm_kdir() {
 	fi
 }
 
-# make -C $KDIR with the toolchain variables every kernel/module make needs.
+# make -C $KDIR with the toolchain variables every kernel/module make needs,
+# and those the tree was built with (make-args beside it: LLVM=-19 for the
+# KASAN kernel).
 kmake() {
-	local kdir
+	local kdir extra=()
 	kdir=$(rksm_kdir) || die "no kernel built yet: run 'make kernel'"
+	[ ! -f "$kdir/../make-args" ] || read -ra extra <"$kdir/../make-args"
 	LIBCLANG_PATH=${LIBCLANG_PATH:-$(rksm_libclang_path)} \
-		make -C "$kdir" ARCH=x86_64 "${KRUST[@]}" "$@"
+		make -C "$kdir" ARCH=x86_64 "${KRUST[@]}" "${extra[@]}" "$@"
 }

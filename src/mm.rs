@@ -9,8 +9,10 @@
 //!
 //! Lock order (rksm never takes these the other way round):
 //! mmap_lock (read) -> folio lock of the stable page -> folio lock of the candidate -> PTL.
-//! The last three are taken only inside `rksm_replace_pte` in the shim. rksm never holds two
-//! mmap locks at once.
+//! The last three are taken only inside `rksm_replace_pte` and `rksm_stable_make` in the
+//! shim. rksm never holds two mmap locks at once. Outside any mmap lock, rksmd may take a
+//! stable page's folio lock alone (a trylock) to change its reverse map; a reverse-map walk
+//! of the core takes it before the anon_vma lock, and so does rksm when it drops an entry.
 
 use core::ptr::NonNull;
 
@@ -34,8 +36,8 @@ pub(crate) struct Process {
     pub(crate) uid: u32,
 }
 
-/// Appends to `out` every mm that opted in to merging, or with `all` every user mm.
-pub(crate) fn collect(all: bool, out: &mut KVVec<Process>) -> Result {
+/// Appends to `out` every mm that opted in to merging.
+pub(crate) fn collect(out: &mut KVVec<Process>) -> Result {
     let mut found: KVVec<*mut ffi::Mm> = KVVec::with_capacity(64, GFP_KERNEL)?;
     let mut uids: KVVec<u32> = KVVec::with_capacity(64, GFP_KERNEL)?;
     loop {
@@ -45,9 +47,8 @@ pub(crate) fn collect(all: bool, out: &mut KVVec<Process>) -> Result {
             .min(c_int::MAX as usize);
         // SAFETY: `found` and `uids` have room for `cap` entries each; kthread context, no
         // locks held.
-        let n = unsafe {
-            ffi::rksm_collect_mms(found.as_mut_ptr(), uids.as_mut_ptr(), cap as c_int, all)
-        };
+        let n =
+            unsafe { ffi::rksm_collect_mms(found.as_mut_ptr(), uids.as_mut_ptr(), cap as c_int) };
         let n = usize::try_from(n).unwrap_or(0);
         let stored = n.min(cap);
         // SAFETY: The shim wrote `stored` valid pointers and uids to the start of the buffers.
@@ -126,9 +127,8 @@ impl<'a> Locked<'a> {
 
     /// Whether `addr` maps the shared zero page now.
     pub(crate) fn maps_zero_page(&self, addr: usize) -> bool {
-        // SAFETY: The mmap lock is held; a NULL file is never compared.
-        let kind =
-            unsafe { ffi::rksm_pte_kind(self.raw_mm(), addr as c_ulong, core::ptr::null_mut()) };
+        // SAFETY: The mmap lock is held.
+        let kind = unsafe { ffi::rksm_pte_kind(self.raw_mm(), addr as c_ulong) };
         kind == ffi::HIT_ZERO as c_int
     }
 
@@ -140,11 +140,19 @@ impl<'a> Locked<'a> {
         NonNull::new(page).map(|p| unsafe { PageRef::from_raw(p) })
     }
 
-    /// Whether `addr` maps a page of `stable_file` now.
-    pub(crate) fn maps_stable_page(&self, addr: usize, stable_file: *mut ffi::File) -> bool {
-        // SAFETY: The mmap lock is held; `stable_file` is only compared.
-        let kind = unsafe { ffi::rksm_pte_kind(self.raw_mm(), addr as c_ulong, stable_file) };
+    /// Whether `addr` maps one of rksm's stable pages now.
+    pub(crate) fn maps_stable_page(&self, addr: usize) -> bool {
+        // SAFETY: The mmap lock is held.
+        let kind = unsafe { ffi::rksm_pte_kind(self.raw_mm(), addr as c_ulong) };
         kind == ffi::HIT_STABLE as c_int
+    }
+
+    /// Whether `addr` maps one of rksm's stable pages now or may fault one back in (a swap or
+    /// migration entry): what decides whether a reverse-map record is still of use.
+    pub(crate) fn may_map_stable_page(&self, addr: usize) -> bool {
+        // SAFETY: The mmap lock is held.
+        let kind = unsafe { ffi::rksm_pte_kind(self.raw_mm(), addr as c_ulong) };
+        kind == ffi::HIT_STABLE as c_int || kind == ffi::HIT_SWAP as c_int
     }
 
     /// Breaks a merge at `addr` with a forced write fault.
@@ -198,38 +206,52 @@ pub(crate) enum MergeError {
     Contended,
     /// A large folio could not be split.
     Large,
+    /// The stable page's reverse map had no room; grown, it may be tried again.
+    NoRoom,
+    /// The page is mapped elsewhere too (a fork shares it): it cannot become a stable page.
+    Shared,
 }
 
-/// Replaces the mapping of `old` at `addr` of `vma` by a read-only mapping of `new`, or of the
-/// zero page, if the contents are equal and `old` is not pinned. `Ok(true)` if a large folio was
-/// split to do so. The mmap lock of `vma`'s mm must be held, as the borrow shows.
-pub(crate) fn replace_page(
+/// Replaces the mapping of `old` at `addr` of `vma` by a read-only mapping of the zero page,
+/// if `old` is all zero and not pinned. `Ok(true)` if a large folio was split to do so. The
+/// mmap lock of `vma`'s mm must be held, as the borrow shows. (Merges into stable pages:
+/// [`crate::stable::StablePage`].)
+pub(crate) fn zero_page(
     vma: &VmaRef,
     addr: usize,
     old: &PageRef,
-    new: Option<&PageRef>,
 ) -> core::result::Result<bool, MergeError> {
     if addr < vma.start() || addr >= vma.end() {
         return Err(MergeError::Gone);
     }
-    let new = new.map_or(core::ptr::null_mut(), |p| p.as_raw());
     let mut split = false;
     // SAFETY: The mmap lock is held (the VMA is borrowed from a `Locked`), `addr` lies in the
-    // VMA, and the `PageRef`s hold references on both pages; `split` is a local.
-    match unsafe {
+    // VMA, and the `PageRef` holds a reference on `old`; with no new page there is no node;
+    // `split` is a local.
+    let rc = unsafe {
         ffi::rksm_replace_pte(
             vma.as_ptr().cast(),
             addr as c_ulong,
             old.as_raw(),
-            new,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            0,
             &mut split,
         )
-    } {
+    };
+    merge_result(rc, split)
+}
+
+/// A shim merge's result code as a `Result`; `Ok(split)` on success.
+pub(crate) fn merge_result(rc: c_int, split: bool) -> core::result::Result<bool, MergeError> {
+    match rc {
         0 => Ok(split),
         ffi::MERGE_PINNED => Err(MergeError::Pinned),
         ffi::MERGE_CHANGED => Err(MergeError::Changed),
         ffi::MERGE_CONTENDED => Err(MergeError::Contended),
         ffi::MERGE_LARGE => Err(MergeError::Large),
+        ffi::MERGE_NO_ROOM => Err(MergeError::NoRoom),
+        ffi::MERGE_SHARED => Err(MergeError::Shared),
         _ => Err(MergeError::Gone),
     }
 }

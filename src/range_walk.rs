@@ -20,8 +20,8 @@ pub(crate) enum Found {
     /// reference: merging one page splits the folio, which a reference on each of its pages
     /// held by the batch would prevent. The engine looks the page up again when it visits it.
     Large { addr: usize },
-    /// A page of rksm's stable file: already merged.
-    Stable { addr: usize },
+    /// One of rksm's stable pages: already merged.
+    Stable { addr: usize, page: PageRef },
     /// The shared zero page.
     Zero { addr: usize },
 }
@@ -44,7 +44,6 @@ pub(crate) fn walk(
     start: usize,
     end: usize,
     budget: &mut usize,
-    stable_file: *mut ffi::File,
     stats: &mut WalkStats,
     mut f: impl FnMut(Found) -> bool,
 ) -> usize {
@@ -91,9 +90,7 @@ pub(crate) fn walk(
             let pmd = unsafe { ffi::rksm_pmd(pud, addr) };
             // SAFETY: `pmd` points into a table kept by the mmap lock.
             let (stop, more) = match unsafe { ffi::rksm_pmd_kind(pmd) } {
-                ffi::PMD_TABLE => {
-                    scan_table(guard, pmd, &[addr, next], addr, budget, stable_file, &mut f)
-                }
+                ffi::PMD_TABLE => scan_table(guard, pmd, &[addr, next], addr, budget, &mut f),
                 ffi::PMD_HUGE => scan_huge(guard, pmd, addr, next, budget, stats, &mut f),
                 _ => (next, true),
             };
@@ -158,7 +155,6 @@ pub(crate) fn walk_ranges(
     guard: &Locked<'_>,
     ranges: &[c_ulong],
     budget: &mut usize,
-    stable_file: *mut ffi::File,
     stats: &mut WalkStats,
     mut f: impl FnMut(Found) -> bool,
 ) -> usize {
@@ -189,14 +185,14 @@ pub(crate) fn walk_ranges(
     let pmd = unsafe { ffi::rksm_pmd(pud, first) };
     // SAFETY: `pmd` points into a table kept by the mmap lock.
     match unsafe { ffi::rksm_pmd_kind(pmd) } {
-        ffi::PMD_TABLE => scan_table(guard, pmd, ranges, first, budget, stable_file, &mut f).0,
+        ffi::PMD_TABLE => scan_table(guard, pmd, ranges, first, budget, &mut f).0,
         ffi::PMD_HUGE => {
             // A THP spans the pmd, so it lies in one VMA: the ranges one at a time.
             for pair in ranges.chunks_exact(2) {
                 let &[start, end] = pair else {
                     continue;
                 };
-                let stop = walk(guard, start, end, budget, stable_file, stats, &mut f);
+                let stop = walk(guard, start, end, budget, stats, &mut f);
                 if stop < end {
                     return stop;
                 }
@@ -215,7 +211,6 @@ fn scan_table(
     ranges: &[c_ulong],
     mut addr: c_ulong,
     budget: &mut usize,
-    stable_file: *mut ffi::File,
     f: &mut impl FnMut(Found) -> bool,
 ) -> (c_ulong, bool) {
     let Some(&end) = ranges.last() else {
@@ -240,7 +235,6 @@ fn scan_table(
                 ranges.as_ptr(),
                 nranges,
                 addr,
-                stable_file,
                 hits.as_mut_ptr(),
                 max,
                 &mut next,
@@ -262,7 +256,7 @@ fn scan_table(
             let addr = hit.addr;
             let found = match (page, hit.kind) {
                 (None, _) => Found::Zero { addr },
-                (Some(_), ffi::HIT_STABLE) => Found::Stable { addr },
+                (Some(page), ffi::HIT_STABLE) => Found::Stable { addr, page },
                 (Some(_), ffi::HIT_ANON_LARGE) => Found::Large { addr },
                 (Some(page), _) => Found::Anon { addr, page },
             };

@@ -3,7 +3,7 @@
 //! rksm-bench: measures rksm and in-kernel KSM one after the other, with identical settings,
 //! on the same workloads, inside the test VM. `scripts/bench.sh` runs it and plots the result.
 //!
-//! Usage: rksm-bench [--section classic,scale,advisor] [--workload W1,W2,...] [--speed full,default]
+//! Usage: rksm-bench [--section classic,scale,advisor,pressure] [--workload W1,W2,...] [--speed full,default]
 //!                   [--engine rksm,ksm] [--procs K] [--mib M] [--dup D] [--churn C]
 //!                   [--files F1:F2:...] [--timeout S] [--smoke]
 //!                   [--sizes [DIM:]N,...] [--scale-timeout S] [--window A:B] [--budget S]
@@ -20,7 +20,9 @@
 //!             skipped once it is spent); --window A:B measures CPU per scanned page between
 //!             full scans A and B; --smart-scan sets smart_scan for the section (default 0).
 //!   advisor   both engines under KSM's scan-time advisor on a growing workload (advisor.rs).
-//! --workload takes names of every section (`advisor` for the advisor section).
+//!   pressure  merged memory under a memory cgroup limit with zram swap and a hog: what is
+//!             swapped out, the hog's fate, every byte checked (pressure.rs).
+//! --workload takes names of every section (`advisor` and `pressure` for those sections).
 //!
 //! Prints a table with rksm/KSM ratios, then the results as JSON between `@@JSON-BEGIN@@` and
 //! `@@JSON-END@@` lines, which the host harness saves.
@@ -34,6 +36,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 mod advisor;
+mod pressure;
 mod scale;
 mod xxh64;
 
@@ -110,6 +113,8 @@ struct Opts {
     scale_opts: scale::ScaleOpts,
     /// Run the advisor section.
     advisor: bool,
+    /// Run the pressure section.
+    pressure: bool,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
@@ -126,6 +131,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         timeout: 300.0,
         scale_opts: scale::ScaleOpts::default(),
         advisor: true,
+        pressure: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -137,22 +143,25 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     if !CLASSIC.contains(&w.as_str())
                         && !scale::DIMENSIONS.contains(&w.as_str())
                         && w != "advisor"
+                        && w != "pressure"
                     {
                         return Err(format!("unknown workload {w}"));
                     }
                 }
                 o.advisor = all.iter().any(|w| w == "advisor");
+                o.pressure = all.iter().any(|w| w == "pressure");
                 o.workloads = all.iter().filter(|w| CLASSIC.contains(&w.as_str())).cloned().collect();
                 o.scale = all.into_iter().filter(|w| scale::DIMENSIONS.contains(&w.as_str())).collect();
             }
             "--section" => {
                 let sections: Vec<String> = val()?.split(',').map(String::from).collect();
                 for sec in &sections {
-                    if sec != "classic" && sec != "scale" && sec != "advisor" {
+                    if !["classic", "scale", "advisor", "pressure"].contains(&sec.as_str()) {
                         return Err(format!("unknown section {sec}"));
                     }
                 }
                 o.advisor = sections.iter().any(|x| x == "advisor");
+                o.pressure = sections.iter().any(|x| x == "pressure");
                 if !sections.iter().any(|x| x == "classic") {
                     o.workloads.clear();
                 }
@@ -223,6 +232,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 o.workloads = vec!["dup".into()];
                 o.scale.clear();
                 o.advisor = false;
+                o.pressure = false;
                 o.speeds = vec![FULL];
                 o.procs = 2;
                 o.mib = 2;
@@ -305,6 +315,9 @@ fn worker(args: &[String]) -> Result<(), String> {
     let churn = num("--churn", 0.0)?;
     let files = get("--files").unwrap_or_default();
     let mut churning = 0;
+    if let Some(r) = pressure::worker(&kind, pages) {
+        return r;
+    }
     // Scale workloads keep their own mappings (several VMAs); they never churn.
     if let Some(keep) = scale::worker(&kind, index, pages, dup, num("--vmas", 0.0)? as usize)? {
         println!("ready {keep}");
@@ -687,7 +700,12 @@ fn num(v: f64) -> String {
     }
 }
 
-fn json(runs: &[Run], scale: &[scale::ScaleRun], advisor: &[advisor::AdvisorRun]) -> String {
+fn json(
+    runs: &[Run],
+    scale: &[scale::ScaleRun],
+    advisor: &[advisor::AdvisorRun],
+    pressure: &[pressure::PressureRun],
+) -> String {
     let mut out = String::from("{\n  \"runs\": [\n");
     for (i, r) in runs.iter().enumerate() {
         let series: Vec<String> =
@@ -719,6 +737,8 @@ fn json(runs: &[Run], scale: &[scale::ScaleRun], advisor: &[advisor::AdvisorRun]
     out.push_str(&scale::json(scale));
     out.push_str("  ],\n");
     out.push_str(&advisor::json(advisor));
+    out.push_str(",\n");
+    out.push_str(&pressure::json(pressure));
     out.push_str("}\n");
     out
 }
@@ -754,9 +774,13 @@ fn main() {
             if !advisor_runs.is_empty() {
                 print!("{}", advisor::report(&advisor_runs));
             }
+            let pressure_runs = if o.pressure { pressure::run(&o)? } else { Vec::new() };
+            if !pressure_runs.is_empty() {
+                print!("{}", pressure::report(&pressure_runs));
+            }
             println!(
                 "@@JSON-BEGIN@@\n{}@@JSON-END@@",
-                json(&runs, &scale_runs, &advisor_runs)
+                json(&runs, &scale_runs, &advisor_runs, &pressure_runs)
             );
             Ok(())
         })

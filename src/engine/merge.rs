@@ -3,10 +3,11 @@
 //! The merge decision for one page, in KSM's order (the zero page, the stable tree, then the
 //! unstable tree), and the merges themselves.
 
+use kernel::mm::virt::VmaRef;
 use kernel::prelude::*;
 
 use super::pass::{Record, IN_UNSTABLE, STABLE_MERGED, ZERO_MERGED};
-use super::slots::{Loc, Tag};
+use super::slots::{Loc, MmTable, Tag};
 use super::stable_tree::StableNode;
 use super::unstable_tree::{Entry, SAME_HASH};
 use super::Engine;
@@ -31,11 +32,11 @@ impl Engine {
     ) -> u32 {
         let zero_only = knobs.policy.zero_pages_only;
         if (knobs.use_zero_pages || zero_only) && hash == self.zero_hash && page.is_zero() {
-            return if self.merge_at(tag, addr, page, None) {
-                ZERO_MERGED
-            } else {
-                0
-            };
+            let merged = merge_in(&self.mms, self.policy.merge_exec, tag, addr, |vma| {
+                mm::zero_page(vma, addr, page)
+            })
+            .is_ok();
+            return if merged { ZERO_MERGED } else { 0 };
         }
         if zero_only {
             return 0;
@@ -59,7 +60,7 @@ impl Engine {
         };
         // A page of a THP goes the same way: the merge splits the THP only once a twin exists,
         // as in KSM.
-        if self.merge_with_unstable(tag, addr, loc, page, key) {
+        if self.merge_with_unstable(loc, page, key) {
             return STABLE_MERGED;
         }
         match self.unstable.insert(Entry { hash: key, loc }) {
@@ -82,31 +83,69 @@ impl Engine {
         let Some(slot) = self.stable.find(hash, page, max_sharing) else {
             return false;
         };
-        let merged = self
-            .stable
-            .get(slot)
-            .is_some_and(|node| self.merge_at(tag, addr, page, Some(node.page.page())));
+        let merge_exec = self.policy.merge_exec;
+        let Some(node) = self.stable.get_mut(slot) else {
+            return false;
+        };
+        let Some(own) = node.page.page() else {
+            return false;
+        };
+        // Room for both records first, so that a merge is never left without one.
+        if !node.page.make_room() || node.rmap.reserve(1, GFP_KERNEL).is_err() {
+            return false;
+        }
+        let merged = merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+            node.page.merge(vma, addr, page, &own)
+        })
+        .is_ok();
         if merged {
             stats::add(Stat::PagesSharing, 1);
-            if let (Some(node), Some(loc)) = (self.stable.get_mut(slot), loc) {
+            if let Some(loc) = loc {
                 node.add_mapping(loc);
             }
         }
         merged
     }
 
+    /// `page`, mapped at `addr` of the mm tagged `tag`, is a stable page that rksm did not
+    /// map there (a fork copied the mapping): records the mapping, so that reverse-map walks
+    /// still find it once the mapping it was copied from is gone. Best effort: a mapping not
+    /// recorded only stays out of those walks (reclaim and migration then skip the page).
+    pub(super) fn adopt(&mut self, tag: Tag, addr: usize, page: &PageRef, knobs: &Snapshot) {
+        let Some(owner) = self.mms.get(tag).map(|s| s.owner) else {
+            return;
+        };
+        let Some(loc) = Loc::new(tag, addr) else {
+            return;
+        };
+        let domain = merge_policy::domain(knobs.policy.domains, owner);
+        let key = merge_policy::tree_key(page.hash(), domain);
+        let Some(slot) = self.stable.find_page(key, page) else {
+            return;
+        };
+        let Some(node) = self.stable.get_mut(slot) else {
+            return;
+        };
+        if node.rmap.len() != node.page.entries() || node.rmap.reserve(1, GFP_KERNEL).is_err() {
+            return;
+        }
+        let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) else {
+            return;
+        };
+        let locked = Locked::new(&user);
+        let Some(vma) = locked.mergeable_vma(addr, self.policy.merge_exec) else {
+            return;
+        };
+        if node.page.adopt(vma, addr) {
+            node.add_mapping(loc);
+        }
+    }
+
     /// Looks for a twin in the unstable tree; if one is found, both become mappings of a new
     /// stable page. An entry of this hash whose bytes differ is a page that changed after it
     /// went in (the hash key is secret): it leaves the tree, so each entry costs at most one
     /// compare before it is gone, and a lookup at most [`SAME_HASH`].
-    fn merge_with_unstable(
-        &mut self,
-        tag: Tag,
-        addr: usize,
-        loc: Loc,
-        page: &PageRef,
-        hash: u64,
-    ) -> bool {
+    fn merge_with_unstable(&mut self, loc: Loc, page: &PageRef, hash: u64) -> bool {
         for _ in 0..SAME_HASH {
             let Some(entry) = self
                 .unstable
@@ -122,7 +161,7 @@ impl Engine {
             self.unstable.remove(entry);
             self.leave_unstable(entry.loc);
             if let Some(other) = other.filter(|o| o.same_content(page)) {
-                return self.merge_pair(tag, addr, loc, page, entry.loc, other, hash);
+                return self.merge_pair(loc, page, entry.loc, other, hash);
             }
         }
         false
@@ -138,65 +177,104 @@ impl Engine {
         }
     }
 
-    /// Makes a new stable page from `page`'s content and maps it in place of both pages. If
-    /// the second merge fails, the first is undone, as KSM's try_to_merge_two_pages does.
-    #[allow(clippy::too_many_arguments)]
+    /// Merges `page` and its twin `other` into one stable page, as KSM's
+    /// try_to_merge_two_pages does: `page` becomes the stable page in place, unless a fork
+    /// shares it with other processes (they did not ask for merging), and then `other` does.
     fn merge_pair(
         &mut self,
-        tag: Tag,
-        addr: usize,
         loc: Loc,
         page: &PageRef,
         other_loc: Loc,
         other: PageRef,
         hash: u64,
     ) -> bool {
-        let Ok(stable) = self.file.alloc(page) else {
-            return false;
-        };
-        // Twins inside one THP: merging the first splits it, which needs our reference on it
-        // to be the only extra one. Let the second go, and find it again after the split.
+        // Twins inside one THP: making the first stable splits it, which needs our reference
+        // on it to be the only extra one. Let the second go, and find it again after the split.
         let other = if page.same_folio(&other) {
             drop(other);
             None
         } else {
             Some(other)
         };
-        let (other_tag, other_addr) = (other_loc.tag(), other_loc.addr());
-        let merged = self.merge_at(tag, addr, page, Some(stable.page()))
-            && (other
-                .or_else(|| self.page_at(other_tag, other_addr))
-                .is_some_and(|o| self.merge_at(other_tag, other_addr, &o, Some(stable.page())))
-                || {
-                    self.unmerge_at(tag, addr);
-                    false
-                });
-        if !merged || stable.mapcount() == 0 {
-            if let Err(stable) = self.file.free(stable) {
-                // Still mapped (the undo failed): keep it as a stable page after all.
-                self.insert_stable(hash, stable, &[loc]);
-            }
-            return merged;
+        match self.pair(hash, (loc, page), (other_loc, other.as_ref())) {
+            Ok(()) => true,
+            Err(MergeError::Shared) => other
+                .as_ref()
+                .is_some_and(|o| self.pair(hash, (other_loc, o), (loc, Some(page))).is_ok()),
+            Err(_) => false,
         }
-        self.insert_stable(hash, stable, &[loc, other_loc]);
-        true
     }
 
-    fn insert_stable(&mut self, hash: u64, page: StablePage, locs: &[Loc]) {
-        let mut rmap = KVVec::new();
-        // Without memory the records are missing; run=2's sweep still finds the mappings.
-        let _ = rmap.extend_from_slice(locs, GFP_KERNEL);
-        let mappings = i64::from(page.mapcount());
+    /// Makes `first`'s page a stable page in place and maps it in place of `second`'s too (found
+    /// again at its place if `None`). If the second merge fails, the first is undone.
+    /// `Err(MergeError::Shared)`: nothing was done, the first page is shared by a fork.
+    fn pair(
+        &mut self,
+        hash: u64,
+        first: (Loc, &PageRef),
+        second: (Loc, Option<&PageRef>),
+    ) -> core::result::Result<(), MergeError> {
+        let (loc, page) = first;
+        let (other_loc, other) = second;
+        let (tag, addr) = (loc.tag(), loc.addr());
+        let (other_tag, other_addr) = (other_loc.tag(), other_loc.addr());
+        let mut stable = StablePage::new().map_err(|_| MergeError::Gone)?;
+        // The records' room first, so that a merge is never left without its record.
+        let mut rmap = KVVec::with_capacity(2, GFP_KERNEL).map_err(|_| MergeError::Gone)?;
+        let merge_exec = self.policy.merge_exec;
+        merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+            stable.make(vma, addr, page)
+        })?;
+        let found;
+        let other = match other {
+            Some(o) => Some(o),
+            None => {
+                found = self.page_at(other_tag, other_addr);
+                found.as_ref()
+            }
+        };
+        let merged = stable.page().is_some_and(|own| {
+            other.is_some_and(|o| {
+                merge_in(&self.mms, merge_exec, other_tag, other_addr, |vma| {
+                    stable.merge(vma, other_addr, o, &own)
+                })
+                .is_ok()
+            })
+        });
+        if !merged {
+            self.unmerge_at(tag, addr);
+            if !stable.try_detach(false) {
+                // Still mapped (the undo failed): keep it as a stable page after all.
+                let _ = rmap.push_within_capacity(loc);
+                self.insert_stable(hash, stable, rmap);
+            }
+            return Err(MergeError::Gone);
+        }
+        let _ = rmap.push_within_capacity(loc);
+        let _ = rmap.push_within_capacity(other_loc);
+        self.insert_stable(hash, stable, rmap);
+        Ok(())
+    }
+
+    /// Adds a new stable page with the records of its mappings, `rmap`.
+    fn insert_stable(&mut self, hash: u64, page: StablePage, mut rmap: KVVec<Loc>) {
+        if rmap.len() != page.entries() {
+            // Cannot happen (one record per entry, room made first); if it did, the records
+            // would be incomplete, which StableNode allows.
+            rmap.clear();
+        }
+        let mappings = i64::from(page.mapcount().unwrap_or(0));
         match self.stable.insert(hash, StableNode { page, rmap }) {
             Ok(()) => {
                 stats::add(Stat::PagesShared, 1);
                 stats::add(Stat::PagesSharing, mappings - 1);
             }
             Err(node) => {
-                // Out of memory for the tree: the page stays mapped, known only through its
-                // file, and the module stays pinned. run=2 still breaks its mappings.
-                pr_warn!("no memory to track a stable page\n");
-                core::mem::forget(node);
+                // Out of memory for the tree (or the page is gone already): dropping the node
+                // lets the page go if nothing maps it, and leaks the node if something does.
+                // Those mappings stay merged until written or unmapped; run=2's sweep, which
+                // looks for any stable page's mappings, breaks them too.
+                drop(node);
             }
         }
     }
@@ -209,36 +287,46 @@ impl Engine {
         locked.anon_page_at(addr)
     }
 
-    /// Replaces `page` at `addr` of the mm tagged `tag` by `into` (None: the zero page).
-    /// Counts why not, if not.
-    fn merge_at(&self, tag: Tag, addr: usize, page: &PageRef, into: Option<&PageRef>) -> bool {
-        let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) else {
-            return false;
-        };
-        let locked = Locked::new(&user);
-        let Some(vma) = locked.mergeable_vma(addr, self.policy.merge_exec) else {
-            return false;
-        };
-        let reason = match mm::replace_page(vma, addr, page, into) {
-            Ok(split) => {
-                if split {
-                    stats::add(Stat::ThpSplit, 1);
-                }
-                return true;
-            }
-            Err(MergeError::Pinned) => Stat::MergeFailPinned,
-            Err(MergeError::Changed) => Stat::MergeFailChanged,
-            Err(MergeError::Contended) => Stat::MergeFailContended,
-            Err(MergeError::Gone | MergeError::Large) => return false,
-        };
-        stats::add(reason, 1);
-        false
-    }
-
     /// Breaks the merge at `addr` of the mm tagged `tag`.
     pub(super) fn unmerge_at(&self, tag: Tag, addr: usize) {
         if let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) {
             let _ = Locked::new(&user).break_cow(addr);
         }
     }
+}
+
+/// Runs the merge `op` on the mergeable VMA at `addr` of the mm tagged `tag`, under its mmap
+/// lock. Counts why not, if not.
+fn merge_in(
+    mms: &MmTable,
+    merge_exec: bool,
+    tag: Tag,
+    addr: usize,
+    op: impl FnOnce(&VmaRef) -> core::result::Result<bool, MergeError>,
+) -> core::result::Result<(), MergeError> {
+    let user = mms
+        .get(tag)
+        .and_then(|s| s.mm.mmget_not_zero())
+        .ok_or(MergeError::Gone)?;
+    let locked = Locked::new(&user);
+    let vma = locked
+        .mergeable_vma(addr, merge_exec)
+        .ok_or(MergeError::Gone)?;
+    let err = match op(vma) {
+        Ok(split) => {
+            if split {
+                stats::add(Stat::ThpSplit, 1);
+            }
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let reason = match err {
+        MergeError::Pinned => Stat::MergeFailPinned,
+        MergeError::Changed => Stat::MergeFailChanged,
+        MergeError::Contended | MergeError::NoRoom => Stat::MergeFailContended,
+        MergeError::Gone | MergeError::Large | MergeError::Shared => return Err(err),
+    };
+    stats::add(reason, 1);
+    Err(err)
 }

@@ -25,7 +25,6 @@ use crate::merge_policy::MergePolicy;
 use crate::mm::{self, Locked, VmaKind};
 use crate::range_walk::{self, Found, WalkStats};
 use crate::smart_scan::Age;
-use crate::stable::StableFile;
 use crate::stats::{self, Stat};
 
 mod merge;
@@ -160,8 +159,6 @@ pub(crate) struct Engine {
     /// What the stable tree took at its last recount, as added to `metadata_bytes`.
     stable_bytes: usize,
     unstable: UnstableTree,
-    // Declared last: dropped after the stable nodes that live in it.
-    file: StableFile,
 }
 
 impl Engine {
@@ -179,7 +176,6 @@ impl Engine {
             stable: StableTree::new(),
             stable_bytes: 0,
             unstable: UnstableTree::new(),
-            file: StableFile::new()?,
         })
     }
 
@@ -220,7 +216,7 @@ impl Engine {
     /// LRU batches whose references would make every merge look pinned.
     fn start_pass(&mut self) -> Result {
         let mut found = KVVec::new();
-        mm::collect(false, &mut found)?;
+        mm::collect(&mut found)?;
         // An mm that no longer opts in keeps its slot while it has merges to undo.
         self.mms
             .update(found, |s| mm::opted_in(&s.mm) || s.pass.has_merges())?;
@@ -236,7 +232,7 @@ impl Engine {
     fn end_pass(&mut self) {
         // The records keep counting in `pages_unshared` until their pages are visited again.
         self.unstable.clear();
-        self.refresh_stable();
+        self.refresh_stable(false);
         self.in_pass = false;
         // Last: whoever sees full_scans move also sees the counters of the finished pass.
         stats::add(Stat::FullScans, 1);
@@ -248,7 +244,6 @@ impl Engine {
             return SlotTurn::Yield;
         };
         loop {
-            let file = &self.file;
             let merge_exec = self.policy.merge_exec;
             let Some(slot) = self.mms.get_mut(tag) else {
                 return SlotTurn::Done;
@@ -283,9 +278,7 @@ impl Engine {
                             // Its pages belong to this pass: visit them before it ends.
                             break;
                         }
-                        pass.finish(|r| {
-                            unmerge::unmerge_if_unmergeable(&locked, r, file, merge_exec)
-                        });
+                        pass.finish(|r| unmerge::unmerge_if_unmergeable(&locked, r, merge_exec));
                         drop(locked);
                         slot.show_stats();
                         return SlotTurn::Done;
@@ -313,20 +306,11 @@ impl Engine {
                             &locked,
                             ranges.get(..2 * n).unwrap_or(&[]),
                             budget,
-                            file.raw(),
                             &mut walk,
                             &mut take,
                         )
                     } else {
-                        range_walk::walk(
-                            &locked,
-                            addr,
-                            run_end,
-                            budget,
-                            file.raw(),
-                            &mut walk,
-                            &mut take,
-                        )
+                        range_walk::walk(&locked, addr, run_end, budget, &mut walk, &mut take)
                     };
                     if walk.thp_pages != 0 {
                         stats::add(Stat::ThpPagesSkipped, walk.thp_pages as i64);
@@ -362,7 +346,7 @@ impl Engine {
     fn visit(&mut self, tag: Tag, found: Found, knobs: &Snapshot) {
         let addr = match &found {
             Found::Zero { addr }
-            | Found::Stable { addr }
+            | Found::Stable { addr, .. }
             | Found::Anon { addr, .. }
             | Found::Large { addr } => *addr,
         };
@@ -383,14 +367,18 @@ impl Engine {
                 }),
                 _ => None,
             },
-            Found::Stable { addr } if knobs.policy.zero_pages_only => {
+            Found::Stable { addr, .. } if knobs.policy.zero_pages_only => {
                 // Merged before zero_pages_only was set: undone now (on failure, next pass).
                 stats::add(Stat::PagesScanned, 1);
                 self.unmerge_at(tag, addr);
                 None
             }
-            Found::Stable { addr } => {
+            Found::Stable { addr, page } => {
                 stats::add(Stat::PagesScanned, 1);
+                if prev.is_none_or(|r| r.flags & STABLE_MERGED == 0) {
+                    // Not merged here by rksm: a fork copied it.
+                    self.adopt(tag, addr, &page, knobs);
+                }
                 Some(Record {
                     addr,
                     hash: 0,

@@ -25,35 +25,40 @@ use crate::stable::StablePage;
 /// tenant with very many identical pages) from costing a lookup more than a constant.
 const CHAIN_LOOKS: usize = 4;
 
-/// How many of a reverse map's newest records a new merge is checked against, to record a
-/// re-merge at one place once without a search of the whole map.
-const RMAP_RECENT: usize = 4;
+/// How many copies of one content a lookup for a given stable page checks (newest first).
+const ADOPT_LOOKS: usize = 64;
 
 /// A stable page in the stable tree.
+///
+/// # Invariants
+///
+/// `rmap[i]` is the place of the page's reverse-map entry `i`, or `rmap` is shorter than the
+/// entries. Merges make room for their record before they map the page, so the records are
+/// incomplete only for a mapping above 4 PiB (no [`Loc`]); then neither they nor the page's
+/// entries are pruned until the page goes, which the mapping count keeps correct.
 pub(crate) struct StableNode {
     pub(crate) page: StablePage,
-    /// The merges rksm made into it, without duplicates. They go stale (COW, munmap, mremap)
-    /// and miss what forks copied, so they are re-checked before use, pruned at each full scan
-    /// once they outnumber the mappings, and the mapcount stays the ground truth.
+    /// Where rksm merged into it, one per reverse-map entry of the page. They go stale (COW,
+    /// munmap, mremap) and miss what forks copied, so they are re-checked before use, pruned
+    /// at each full scan once they outnumber the mappings, and the mapcount stays the ground
+    /// truth.
     pub(crate) rmap: KVVec<Loc>,
 }
 
 impl StableNode {
-    /// Records a merge into this page, once.
+    /// Records a merge into this page, made at `loc` (its reverse-map entry is the last).
+    /// The caller made room for it before the merge.
     pub(crate) fn add_mapping(&mut self, loc: Loc) {
-        // The newest records sit at the end: a re-merge at one place finds itself there.
-        if self.rmap.iter().rev().take(RMAP_RECENT).any(|l| *l == loc) {
+        if self.rmap.len() + 1 != self.page.entries() {
             return;
         }
-        // Without memory the record is missing; run=2's sweep still finds the mapping.
-        let _ = self.rmap.push(loc, GFP_KERNEL);
+        let _ = self.rmap.push_within_capacity(loc);
     }
 }
 
 /// The stable tree.
 pub(crate) struct StableTree {
     tree: RBTree<u64, KVec<StableNode>>,
-    len: usize,
 }
 
 /// Where a lookup found a stable page: its hash and place in the bucket.
@@ -67,32 +72,35 @@ impl StableTree {
     pub(crate) fn new() -> Self {
         Self {
             tree: RBTree::new(),
-            len: 0,
         }
-    }
-
-    /// Number of stable pages.
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     /// The range of `bucket` whose pages hold the same bytes as `page`.
     fn equal_range(bucket: &[StableNode], page: &PageRef) -> (usize, usize) {
         if let [only] = bucket {
             // The usual bucket: one page, one compare.
-            return match only.page.page().cmp_content(page) {
+            return match Self::cmp(only, page) {
                 Ordering::Less => (1, 1),
                 Ordering::Equal => (0, 1),
                 Ordering::Greater => (0, 0),
             };
         }
-        let lo = bucket.partition_point(|n| n.page.page().cmp_content(page) == Ordering::Less);
+        let lo = bucket.partition_point(|n| Self::cmp(n, page) == Ordering::Less);
         let hi = lo
             + bucket
                 .get(lo..)
                 .unwrap_or(&[])
-                .partition_point(|n| n.page.page().cmp_content(page) != Ordering::Greater);
+                .partition_point(|n| Self::cmp(n, page) != Ordering::Greater);
         (lo, hi)
+    }
+
+    /// How a node's bytes compare with `page`'s. A page that is gone (freed, swapped out) sorts
+    /// first, so it is never found; the next refresh drops it. Until then, in a bucket of several
+    /// pages, it can break the order the binary search relies on, and a lookup may miss an equal
+    /// page: a merge missed for a pass, never a wrong one (every merge compares the bytes again
+    /// under the page-table lock).
+    fn cmp(node: &StableNode, page: &PageRef) -> Ordering {
+        node.page.cmp_content(page).unwrap_or(Ordering::Less)
     }
 
     /// A stable page with `page`'s content (and hash) that has room for one more mapping.
@@ -105,8 +113,22 @@ impl StableTree {
             .find(|&i| {
                 bucket
                     .get(i)
-                    .is_some_and(|n| n.page.mapcount() < max_sharing)
+                    .and_then(|n| n.page.mapcount())
+                    .is_some_and(|m| m < max_sharing)
             })
+            .map(|index| Slot { hash, index })
+    }
+
+    /// Where the stable page `page` (a mapping of it, with tree key `hash`) is in the tree. Its
+    /// copies are adjacent, found in O(log b) page compares; then at most [`ADOPT_LOOKS`] of
+    /// them are checked, so a long chain costs a bounded amount.
+    pub(crate) fn find_page(&self, hash: u64, page: &PageRef) -> Option<Slot> {
+        let bucket = self.tree.get(&hash)?;
+        let (lo, hi) = Self::equal_range(bucket, page);
+        (lo..hi)
+            .rev()
+            .take(ADOPT_LOOKS)
+            .find(|&i| bucket.get(i).is_some_and(|n| n.page.is(page)))
             .map(|index| Slot { hash, index })
     }
 
@@ -127,7 +149,11 @@ impl StableTree {
     ) -> core::result::Result<(), StableNode> {
         match self.tree.get_mut(&hash) {
             Some(bucket) => {
-                let (_, at) = Self::equal_range(bucket, node.page.page());
+                let Some(page) = node.page.page() else {
+                    return Err(node);
+                };
+                let (_, at) = Self::equal_range(bucket, &page);
+                drop(page);
                 if bucket.reserve(1, GFP_KERNEL).is_err() {
                     return Err(node);
                 }
@@ -149,7 +175,6 @@ impl StableTree {
                 self.tree.insert(reservation.into_node(hash, bucket));
             }
         }
-        self.len += 1;
         Ok(())
     }
 
@@ -170,7 +195,6 @@ impl StableTree {
                 let Ok(node) = bucket.remove(i) else {
                     break;
                 };
-                self.len -= 1;
                 gone(node);
             }
             if bucket.is_empty() {
@@ -183,15 +207,15 @@ impl StableTree {
         }
     }
 
-    /// What the tree takes: a kmalloc-64 node and the buffer per bucket, and each page's
-    /// reverse map, by capacity.
+    /// What the tree takes: a kmalloc-64 node and the buffer per bucket, and each page's node
+    /// and reverse map, by capacity.
     pub(crate) fn bytes(&self) -> usize {
         self.tree
             .values()
             .map(|b| {
                 64 + b.capacity() * core::mem::size_of::<StableNode>()
                     + b.iter()
-                        .map(|n| n.rmap.capacity() * core::mem::size_of::<Loc>())
+                        .map(|n| n.page.bytes() + n.rmap.capacity() * core::mem::size_of::<Loc>())
                         .sum::<usize>()
             })
             .sum()

@@ -11,7 +11,7 @@ use super::{Engine, BATCH};
 use crate::ffi;
 use crate::mm::{self, Locked, VmaKind};
 use crate::range_walk::{self, Found, WalkStats};
-use crate::stable::StableFile;
+use crate::stable;
 use crate::stats::{self, Stat};
 
 /// Rounds of the `run=2` sweep before rksm gives up on a mapping it cannot break.
@@ -22,12 +22,7 @@ const RMAP_SLACK: usize = 8;
 
 /// Breaks the merge `r` records if its address is mapped but no longer mergeable
 /// (`merge_exec`: executable VMAs still are).
-pub(super) fn unmerge_if_unmergeable(
-    locked: &Locked<'_>,
-    r: &Record,
-    file: &StableFile,
-    merge_exec: bool,
-) {
+pub(super) fn unmerge_if_unmergeable(locked: &Locked<'_>, r: &Record, merge_exec: bool) {
     let unmergeable = locked
         .vma_next(r.addr)
         .is_some_and(|v| v.start() <= r.addr && mm::kind(v, merge_exec) != VmaKind::Mergeable);
@@ -35,8 +30,7 @@ pub(super) fn unmerge_if_unmergeable(
         return;
     }
     let mapped = (r.zero() && locked.maps_zero_page(r.addr))
-        || (r.flags & super::pass::STABLE_MERGED != 0
-            && locked.maps_stable_page(r.addr, file.raw()));
+        || (r.flags & super::pass::STABLE_MERGED != 0 && locked.maps_stable_page(r.addr));
     if mapped {
         // On failure the merge stays; the next pass tries again.
         let _ = locked.break_cow(r.addr);
@@ -44,26 +38,50 @@ pub(super) fn unmerge_if_unmergeable(
 }
 
 impl Engine {
-    /// Whether `loc` maps a page of rksm's file now (any mm lock is taken here).
+    /// Whether `loc` maps one of rksm's stable pages now, or a swap entry that may bring one
+    /// back (its mm lock is taken here).
     fn maps_stable(&self, loc: Loc) -> bool {
         let Some(user) = self.mms.get(loc.tag()).and_then(|s| s.mm.mmget_not_zero()) else {
             return false;
         };
-        let mapped = Locked::new(&user).maps_stable_page(loc.addr(), self.file.raw());
+        let mapped = Locked::new(&user).may_map_stable_page(loc.addr());
         mapped
     }
 
-    /// Recounts the stable tree from the mapcounts (forks, COW, munmap and exit change them
-    /// without telling rksm), frees stable pages nothing maps, and prunes reverse maps:
-    /// records of mms that left at once, stale ones when they outnumber the mappings.
-    pub(super) fn refresh_stable(&mut self) {
+    /// Which of `rmap`'s records still map a stable page and are the last of their place (a
+    /// re-merge at one place records it again); `None` without memory.
+    fn live_records(&self, rmap: &[Loc]) -> Option<KVVec<bool>> {
+        // Repeats by sorting (place, index) pairs: O(n log n), not a search per record.
+        let mut order: KVVec<(Loc, usize)> = KVVec::with_capacity(rmap.len(), GFP_KERNEL).ok()?;
+        for (i, &loc) in rmap.iter().enumerate() {
+            let _ = order.push((loc, i), GFP_KERNEL);
+        }
+        order.sort_unstable();
+        let mut keep = KVVec::from_elem(false, rmap.len(), GFP_KERNEL).ok()?;
+        for (j, &(loc, i)) in order.iter().enumerate() {
+            let last = order.get(j + 1).is_none_or(|&(next, _)| next != loc);
+            if let Some(k) = keep.get_mut(i) {
+                *k = last && self.maps_stable(loc);
+            }
+            // SAFETY: Process context, no spinlock held.
+            unsafe { ffi::rksm_cond_resched() };
+        }
+        Some(keep)
+    }
+
+    /// Recounts the stable tree from the mapcounts (forks, COW, munmap, exit, swap and
+    /// migration change them without telling rksm), lets go of stable pages nothing maps
+    /// (`force`: even those a swap entry may fault back in), and prunes reverse maps: records
+    /// of mms that left at once, stale and repeated ones when they outnumber the mappings.
+    pub(super) fn refresh_stable(&mut self, force: bool) {
         // Pass 1: reverse maps. Checking a record takes its mm's lock, so it is done outside
         // the tree walk below, and only where records outnumber twice the mappings: each check
         // is paid for by a merge that added a record since the last one.
         let mut stale: KVVec<(u64, usize)> = KVVec::new();
         for (hash, bucket) in self.stable.buckets_with_hash() {
             for (i, node) in bucket.iter().enumerate() {
-                if node.rmap.len() > 2 * node.page.mapcount() as usize + RMAP_SLACK {
+                let mapped = node.page.mapcount().unwrap_or(0) as usize;
+                if node.page.entries() > 2 * mapped + RMAP_SLACK {
                     let _ = stale.push((hash, i), GFP_KERNEL);
                 }
             }
@@ -73,46 +91,65 @@ impl Engine {
             let Some(node) = self.stable.get(slot) else {
                 continue;
             };
-            let mut keep: KVVec<Loc> = KVVec::new();
-            for &loc in node.rmap.iter() {
-                if self.maps_stable(loc) {
-                    let _ = keep.push(loc, GFP_KERNEL);
-                }
-                // SAFETY: Process context, no spinlock held.
-                unsafe { ffi::rksm_cond_resched() };
-            }
+            let Some(keep) = self.live_records(&node.rmap) else {
+                continue;
+            };
             if let Some(node) = self.stable.get_mut(slot) {
-                node.rmap = keep;
+                if node.rmap.len() == node.page.entries() && node.page.prune(|i| keep[i]) {
+                    let mut i = 0;
+                    node.rmap.retain(|_| {
+                        i += 1;
+                        keep[i - 1]
+                    });
+                }
             }
         }
-        let file = &mut self.file;
         let mms = &self.mms;
         self.stable.retain(
             |node| {
-                // Records of exited processes are no use to anyone: O(log P) each.
-                node.rmap.retain(|l| mms.get(l.tag()).is_some());
-                node.page.mapcount() > 0
-            },
-            |node| {
-                if let Err(page) = file.free(node.page) {
-                    // Cannot happen: only rksm maps a stable page that nothing maps, and it
-                    // is busy here. Should it happen, leaking the page is the safe answer
-                    // (the module stays pinned); truncating a mapped page is not.
-                    core::mem::forget(page);
+                let Some(mapped) = node.page.mapcount() else {
+                    // Gone: freed, or swapped out and dropped. Nothing points to the node.
+                    return !node.page.try_detach(force);
+                };
+                if mapped == 0 && node.page.try_detach(force) {
+                    return false;
                 }
+                // Records of exited processes are no use to anyone: O(log P) each.
+                if node.rmap.len() == node.page.entries()
+                    && node.rmap.iter().any(|l| mms.get(l.tag()).is_none())
+                {
+                    let rmap = &node.rmap;
+                    if node
+                        .page
+                        .prune(|i| rmap.get(i).is_some_and(|l| mms.get(l.tag()).is_some()))
+                    {
+                        node.rmap.retain(|l| mms.get(l.tag()).is_some());
+                    }
+                }
+                true
             },
+            // Dropping a node detached above frees it.
+            drop,
         );
-        let (mut mappings, mut chains, mut dups) = (0i64, 0i64, 0i64);
+        // A stable page counts as shared while something maps it (one left in the swap cache
+        // after its last mapping was swapped out does not): then its mappings past the first
+        // count as sharing, so neither figure can go negative.
+        let (mut shared, mut sharing, mut chains, mut dups) = (0i64, 0i64, 0i64, 0i64);
         for bucket in self.stable.buckets() {
-            mappings += bucket
-                .iter()
-                .map(|n| i64::from(n.page.mapcount()))
-                .sum::<i64>();
+            for n in bucket.iter() {
+                if let Some(mapped @ 1..) = n.page.mapcount() {
+                    shared += 1;
+                    sharing += i64::from(mapped) - 1;
+                }
+            }
             // Copies of one content are neighbours in a bucket (sorted by content).
             let mut run = 1;
             for (i, node) in bucket.iter().enumerate() {
                 let same_as_next = bucket.get(i + 1).is_some_and(|n| {
-                    n.page.page().cmp_content(node.page.page()) == core::cmp::Ordering::Equal
+                    node.page
+                        .page()
+                        .and_then(|p| n.page.cmp_content(&p))
+                        .is_some_and(|o| o == core::cmp::Ordering::Equal)
                 });
                 if same_as_next {
                     run += 1;
@@ -128,9 +165,8 @@ impl Engine {
         let bytes = self.stable.bytes();
         stats::add(Stat::MetadataBytes, bytes as i64 - self.stable_bytes as i64);
         self.stable_bytes = bytes;
-        let shared = self.stable.len() as i64;
         stats::set(Stat::PagesShared, shared);
-        stats::set(Stat::PagesSharing, mappings - shared);
+        stats::set(Stat::PagesSharing, sharing);
         stats::set(Stat::StableNodeChains, chains);
         stats::set(Stat::StableNodeDups, dups);
     }
@@ -139,8 +175,10 @@ impl Engine {
     /// `full_scans`.
     ///
     /// rksm's records are not every mapping: a fork copies mappings of stable pages that rksm
-    /// never saw. So the mapcounts are the ground truth, and every anonymous VMA of every mm is
-    /// swept for PTEs into rksm's file until no stable page is mapped.
+    /// may not have seen yet. Merges live only in mergeable VMAs (MADV_UNMERGEABLE, the prctl
+    /// and mremap break them at once, through the kernel's break_ksm), so, as KSM does, every
+    /// mergeable VMA of every opted-in mm is then swept once, over its populated ranges only,
+    /// and again while the mapcounts say a stable page is still mapped (a fork raced the sweep).
     pub(crate) fn unmerge_all(&mut self) {
         // Zero-page merges: from the records (a clean zero-page PTE carries no mark).
         for slot in self.mms.values_mut() {
@@ -164,20 +202,20 @@ impl Engine {
                     continue;
                 };
                 let locked = Locked::new(&user);
-                if locked.maps_stable_page(loc.addr(), self.file.raw()) {
+                if locked.maps_stable_page(loc.addr()) {
                     let _ = locked.break_cow(loc.addr());
                 }
             }
         }
-        // Then whatever forks copied, or mremap moved: sweep until nothing maps a stable page.
-        for _ in 0..SWEEPS {
-            if self.stable_mapped() == 0 {
+        // Then whatever forks copied: sweep until nothing maps a stable page.
+        for round in 0..SWEEPS {
+            if round > 0 && self.stable_mapped() == 0 {
                 break;
             }
             self.sweep_stable_mappings();
         }
-        self.refresh_stable();
-        let left = self.file.live();
+        self.refresh_stable(true);
+        let left = stable::live();
         if left != 0 {
             pr_warn!("run=2: {left} stable pages are still mapped; they stay merged\n");
         }
@@ -192,17 +230,16 @@ impl Engine {
         self.stable
             .buckets()
             .flat_map(|b| b.iter())
-            .map(|n| u64::from(n.page.mapcount()))
+            .map(|n| u64::from(n.page.mapcount().unwrap_or(0)))
             .sum()
     }
 
-    /// Breaks every PTE into rksm's file, in every user mm.
+    /// Breaks every PTE that maps a stable page, in every mergeable VMA of every opted-in mm.
     fn sweep_stable_mappings(&mut self) {
         let mut mms = KVVec::new();
-        if mm::collect(true, &mut mms).is_err() {
+        if mm::collect(&mut mms).is_err() {
             return;
         }
-        let file = self.file.raw();
         for m in mms.iter() {
             let Some(user) = m.mm.mmget_not_zero() else {
                 continue;
@@ -211,8 +248,8 @@ impl Engine {
             let mut addr = 0;
             while let Some(vma) = locked.vma_next(addr) {
                 addr = vma.end();
-                // Executable or not, anonymous memory may hold merges: swept either way.
-                if mm::kind(vma, true) == VmaKind::Other {
+                // Executable or not (merge_exec may have changed), mergeable VMAs hold merges.
+                if mm::kind(vma, true) != VmaKind::Mergeable {
                     continue;
                 }
                 let (mut start, end) = (vma.start(), vma.end());
@@ -220,13 +257,12 @@ impl Engine {
                     let mut budget = usize::MAX;
                     let mut walk = WalkStats::default();
                     let mut hits: KVec<usize> = KVec::new();
-                    start =
-                        range_walk::walk(&locked, start, end, &mut budget, file, &mut walk, |f| {
-                            if let Found::Stable { addr } = f {
-                                let _ = hits.push(addr, GFP_KERNEL);
-                            }
-                            hits.len() < BATCH
-                        });
+                    start = range_walk::walk(&locked, start, end, &mut budget, &mut walk, |f| {
+                        if let Found::Stable { addr, .. } = f {
+                            let _ = hits.push(addr, GFP_KERNEL);
+                        }
+                        hits.len() < BATCH
+                    });
                     for a in hits.iter() {
                         let _ = locked.break_cow(*a);
                     }
