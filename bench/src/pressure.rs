@@ -9,7 +9,9 @@
 //! pages for [`HOG_S`] seconds: merged and hog memory together do not fit, so reclaim must swap
 //! merged pages out (they are the cold ones) or the hog is killed. The section reports what was
 //! swapped out (`pswpout`), what stayed merged, the hog's fate, OOM kills, and whether every
-//! byte of every process came back intact.
+//! byte of every process came back intact (each process reads it all back, from swap, as it
+//! exits). `pages_sharing` is shown before the hog, at its lowest while the hog ran, and when
+//! the hog stopped.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -38,7 +40,8 @@ pub struct PressureRun {
     sharing_before: i64,
     /// The lowest `pages_sharing` seen while the hog ran.
     sharing_min: i64,
-    sharing_after: i64,
+    /// `pages_sharing` when the hog stopped.
+    sharing_end: i64,
     pswpout: i64,
     pswpin: i64,
     hog: String,
@@ -221,6 +224,7 @@ fn measure(o: &Opts, engine: Engine) -> Result<PressureRun, String> {
             break;
         }
     }
+    let sharing_end = engine.read("pages_sharing");
     drop(hog.stdin.take());
     let status = hog.wait().map_err(|e| format!("hog: {e}"))?;
     let hog_fate = match (line.trim() == "ready", status.code(), status.signal()) {
@@ -240,7 +244,6 @@ fn measure(o: &Opts, engine: Engine) -> Result<PressureRun, String> {
         intact &= c.wait().is_ok_and(|s| s.success());
     }
     let pswpin = vmstat("pswpin") - in0;
-    let sharing_after = engine.read("pages_sharing");
     engine.write("run", "0")?;
     reset(&o.engines)?;
     Ok(PressureRun {
@@ -248,7 +251,7 @@ fn measure(o: &Opts, engine: Engine) -> Result<PressureRun, String> {
         merge_s,
         sharing_before,
         sharing_min,
-        sharing_after,
+        sharing_end,
         pswpout,
         pswpin,
         hog: hog_fate,
@@ -285,7 +288,7 @@ pub fn report(runs: &[PressureRun]) -> String {
     let _ = writeln!(
         out,
         "{:<5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:<11} {:>5} {:>6}",
-        "eng", "merge s", "sharing", "min hog", "after", "pswpout", "pswpin", "hog", "ooms", "intact"
+        "eng", "merge s", "sharing", "min hog", "hog end", "pswpout", "pswpin", "hog", "ooms", "intact"
     );
     for r in runs {
         let _ = writeln!(
@@ -295,7 +298,7 @@ pub fn report(runs: &[PressureRun]) -> String {
             r.merge_s,
             r.sharing_before,
             r.sharing_min,
-            r.sharing_after,
+            r.sharing_end,
             r.pswpout,
             r.pswpin,
             r.hog,
@@ -313,13 +316,13 @@ pub fn json(runs: &[PressureRun]) -> String {
         let _ = writeln!(
             out,
             "    {{\"engine\": \"{}\", \"merge_s\": {}, \"sharing_before\": {}, \"sharing_min\": {}, \
-             \"sharing_after\": {}, \"pswpout\": {}, \"pswpin\": {}, \"hog\": \"{}\", \
+             \"sharing_end\": {}, \"pswpout\": {}, \"pswpin\": {}, \"hog\": \"{}\", \
              \"oom_kills\": {}, \"intact\": {}}}{}",
             r.engine.name(),
             num(r.merge_s),
             r.sharing_before,
             r.sharing_min,
-            r.sharing_after,
+            r.sharing_end,
             r.pswpout,
             r.pswpin,
             r.hog,
