@@ -221,12 +221,12 @@ pub(crate) fn zero_page(
     addr: usize,
     old: &PageRef,
 ) -> core::result::Result<bool, MergeError> {
-    if addr < vma.start() || addr >= vma.end() {
+    if addr < vma.start() || addr >= vma.end() || !old.pinned() {
         return Err(MergeError::Gone);
     }
     let mut split = false;
     // SAFETY: The mmap lock is held (the VMA is borrowed from a `Locked`), `addr` lies in the
-    // VMA, and the `PageRef` holds a reference on `old`; with no new page there is no node;
+    // VMA, and the `PageRef` holds a reference on `old` (pinned, checked above); with no new page there is no node;
     // `split` is a local.
     let rc = unsafe {
         ffi::rksm_replace_pte(

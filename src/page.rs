@@ -39,16 +39,33 @@ impl PageRef {
         self.ptr.as_ptr()
     }
 
-    /// xxh64 of the content, keyed by rksm's per-boot secret.
+    /// Whether the page still belongs to the folio the reference is on.
+    ///
+    /// A merge of ours may split the THP the page is part of: the reference then stays with
+    /// the first page's folio, and a later page of the THP is held by nothing of ours (the
+    /// split even frees a zero-filled one). Such a page must not be read or handed to the
+    /// shim again; the next pass finds it as a page of its own. While this holds, nobody can
+    /// split the folio (our reference is an extra pin), so it goes on holding until our next
+    /// merge call.
+    pub(crate) fn pinned(&self) -> bool {
+        // SAFETY: `ptr` is a valid struct page (the memmap is never freed); only its folio
+        // head is read.
+        unsafe { ffi::rksm_page_folio(self.as_raw()) == self.folio }
+    }
+
+    /// xxh64 of the content, keyed by rksm's per-boot secret (0 for a page no longer pinned).
     pub(crate) fn hash(&self) -> u64 {
-        // SAFETY: the page is valid while we hold the reference (type invariant).
+        if !self.pinned() {
+            return 0;
+        }
+        // SAFETY: The page is valid while it belongs to the folio we hold (checked above).
         unsafe { ffi::rksm_page_hash(self.as_raw()) }
     }
 
-    /// Whether every byte is zero.
+    /// Whether every byte is zero (false for a page no longer pinned).
     pub(crate) fn is_zero(&self) -> bool {
-        // SAFETY: the page is valid while we hold the reference (type invariant).
-        unsafe { ffi::rksm_page_is_zero(self.as_raw()) }
+        // SAFETY: The page is valid while it belongs to the folio we hold (checked first).
+        self.pinned() && unsafe { ffi::rksm_page_is_zero(self.as_raw()) }
     }
 
     /// Whether both pages belong to one folio (a THP).
@@ -57,17 +74,23 @@ impl PageRef {
         unsafe { ffi::rksm_same_folio(self.as_raw(), other.as_raw()) }
     }
 
-    /// How the bytes of this page compare with `other`'s right now (`memcmp`).
+    /// How the bytes of this page compare with `other`'s right now (`memcmp`). A page no
+    /// longer pinned is not read: `other` then sorts first (a missed merge, never a wrong one).
     pub(crate) fn cmp_content(&self, other: &PageRef) -> core::cmp::Ordering {
-        // SAFETY: Both pages are valid while their references are held (type invariant).
+        if !self.pinned() || !other.pinned() {
+            return core::cmp::Ordering::Greater;
+        }
+        // SAFETY: Both pages are valid while they belong to the folios we hold (checked above).
         let c = unsafe { ffi::rksm_pages_cmp(self.as_raw(), other.as_raw()) };
         c.cmp(&0)
     }
 
-    /// Whether both pages hold the same bytes right now.
+    /// Whether both pages hold the same bytes right now (false if either is no longer pinned).
     pub(crate) fn same_content(&self, other: &PageRef) -> bool {
-        // SAFETY: both pages are valid while their references are held (type invariant).
-        unsafe { ffi::rksm_pages_equal(self.as_raw(), other.as_raw()) }
+        // SAFETY: Both pages are valid while they belong to the folios we hold (checked first).
+        self.pinned()
+            && other.pinned()
+            && unsafe { ffi::rksm_pages_equal(self.as_raw(), other.as_raw()) }
     }
 }
 

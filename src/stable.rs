@@ -166,7 +166,7 @@ impl StablePage {
         addr: usize,
         page: &PageRef,
     ) -> core::result::Result<bool, MergeError> {
-        if !self.detached || self.rmap.capacity() == 0 || !vma_holds(vma, addr) {
+        if !self.detached || self.rmap.capacity() == 0 || !vma_holds(vma, addr) || !page.pinned() {
             return Err(MergeError::Gone);
         }
         self.sync();
@@ -201,7 +201,7 @@ impl StablePage {
         old: &PageRef,
         own: &PageRef,
     ) -> core::result::Result<bool, MergeError> {
-        if self.detached || !vma_holds(vma, addr) {
+        if self.detached || !vma_holds(vma, addr) || !old.pinned() || !own.pinned() {
             return Err(MergeError::Gone);
         }
         let room = c_uint::try_from(self.rmap.capacity()).unwrap_or(c_uint::MAX);

@@ -13,6 +13,8 @@ block() { # name, command...
 	rc=$?
 	echo "# rksm-test-end: $name rc=$rc secs=$(($(date +%s) - t0))"
 }
+# The KASAN kernel (scripts/run-tests.sh leaves the mark).
+[ -f kasan ] && export RKSM_KASAN=1
 [ -x sysfs_test ] && block sysfs_test ./sysfs_test
 for t in *_test; do
 	case "$t" in sysfs_test | load_test) continue ;; esac

@@ -51,6 +51,10 @@ impl Engine {
         if self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing) {
             return STABLE_MERGED;
         }
+        if !page.pinned() {
+            // A failed merge into a stable page split its THP: the next pass finds it again.
+            return 0;
+        }
         if prev.is_none_or(|r| r.hash != hash as u32) {
             // New or volatile: wait a pass, so pages rewritten all the time are never merged.
             return 0;
@@ -147,6 +151,9 @@ impl Engine {
     /// compare before it is gone, and a lookup at most [`SAME_HASH`].
     fn merge_with_unstable(&mut self, loc: Loc, page: &PageRef, hash: u64) -> bool {
         for _ in 0..SAME_HASH {
+            if !page.pinned() {
+                return false;
+            }
             let Some(entry) = self
                 .unstable
                 .find(hash)
@@ -198,6 +205,7 @@ impl Engine {
         };
         match self.pair(hash, (loc, page), (other_loc, other.as_ref())) {
             Ok(()) => true,
+            // The first attempt may have split `page`'s THP (`pair` checks `pinned`).
             Err(MergeError::Shared) => other
                 .as_ref()
                 .is_some_and(|o| self.pair(hash, (other_loc, o), (loc, Some(page))).is_ok()),
