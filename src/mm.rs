@@ -45,7 +45,7 @@ pub(crate) fn collect(out: &mut KVVec<Process>) -> Result {
             .capacity()
             .min(uids.capacity())
             .min(c_int::MAX as usize);
-        // SAFETY: `found` and `uids` have room for `cap` entries each; kthread context, no
+        // SAFETY: The `found` and `uids` have room for `cap` entries each; kthread context, no
         // locks held.
         let n =
             unsafe { ffi::rksm_collect_mms(found.as_mut_ptr(), uids.as_mut_ptr(), cap as c_int) };
@@ -114,8 +114,8 @@ impl<'a> Locked<'a> {
         if ptr.is_null() {
             return None;
         }
-        // SAFETY: `find_vma` returned a VMA of this mm, valid while the lock is held, which the
-        // borrow of `self` guarantees.
+        // SAFETY: The pointer is a VMA of this mm that `find_vma` returned, valid while the
+        // lock is held, which the borrow of `self` guarantees.
         Some(unsafe { VmaRef::from_raw(ptr.cast()) })
     }
 

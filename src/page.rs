@@ -19,7 +19,7 @@ pub(crate) struct PageRef {
     folio: *mut ffi::Folio,
 }
 
-// SAFETY: a folio reference may be dropped from any process context.
+// SAFETY: A folio reference may be dropped from any process context.
 unsafe impl Send for PageRef {}
 
 impl PageRef {
@@ -29,7 +29,7 @@ impl PageRef {
     ///
     /// `ptr` is a valid page whose folio carries one reference that the caller hands over.
     pub(crate) unsafe fn from_raw(ptr: NonNull<ffi::Page>) -> Self {
-        // SAFETY: the page is valid and referenced, so it cannot be split now.
+        // SAFETY: The page is valid and referenced, so it cannot be split now.
         let folio = unsafe { ffi::rksm_page_folio(ptr.as_ptr()) };
         // INVARIANT: the caller hands over one reference, on `folio`.
         Self { ptr, folio }
@@ -48,7 +48,7 @@ impl PageRef {
     /// split the folio (our reference is an extra pin), so it goes on holding until our next
     /// merge call.
     pub(crate) fn pinned(&self) -> bool {
-        // SAFETY: `ptr` is a valid struct page (the memmap is never freed); only its folio
+        // SAFETY: The pointer is a valid struct page (the memmap is never freed); only its folio
         // head is read.
         unsafe { ffi::rksm_page_folio(self.as_raw()) == self.folio }
     }
@@ -70,7 +70,7 @@ impl PageRef {
 
     /// Whether both pages belong to one folio (a THP).
     pub(crate) fn same_folio(&self, other: &PageRef) -> bool {
-        // SAFETY: both pages are valid while their references are held (type invariant).
+        // SAFETY: Both pages are valid while their references are held (type invariant).
         unsafe { ffi::rksm_same_folio(self.as_raw(), other.as_raw()) }
     }
 
@@ -96,7 +96,7 @@ impl PageRef {
 
 impl Drop for PageRef {
     fn drop(&mut self) {
-        // SAFETY: by the type invariant we own one reference on `folio`.
+        // SAFETY: By the type invariant we own one reference on `folio`.
         unsafe { ffi::rksm_folio_put(self.folio) };
     }
 }

@@ -53,42 +53,42 @@ pub(crate) fn walk(
     while addr < end_c && *budget > 0 {
         // The mmap lock held by `guard` keeps the page tables down to the pmd allocated; the
         // shim reads entries without changing them.
-        // SAFETY: `mm` is pinned and its mmap lock is held by `guard`.
+        // SAFETY: The `mm` is pinned and its mmap lock is held by `guard`.
         let pgd = unsafe { ffi::rksm_pgd(mm, addr) };
         if pgd.is_null() {
-            // SAFETY: pure arithmetic.
+            // SAFETY: Pure arithmetic.
             addr = unsafe { ffi::rksm_pgd_end(addr, end_c) };
             continue;
         }
-        // SAFETY: as above; `pgd` is a present entry for `addr`.
+        // SAFETY: As above; `pgd` is a present entry for `addr`.
         let p4d = unsafe { ffi::rksm_p4d(pgd, addr) };
         if p4d.is_null() {
-            // SAFETY: pure arithmetic.
+            // SAFETY: Pure arithmetic.
             addr = unsafe { ffi::rksm_p4d_end(addr, end_c) };
             continue;
         }
-        // SAFETY: as above; `p4d` is a present entry for `addr`.
+        // SAFETY: As above; `p4d` is a present entry for `addr`.
         let pud = unsafe { ffi::rksm_pud(p4d, addr) };
         if pud.is_null() {
-            // SAFETY: pure arithmetic.
+            // SAFETY: Pure arithmetic.
             addr = unsafe { ffi::rksm_pud_end(addr, end_c) };
             continue;
         }
-        // SAFETY: pure arithmetic.
+        // SAFETY: Pure arithmetic.
         let pud_end = unsafe { ffi::rksm_pud_end(addr, end_c) };
         // One pud covers up to 512 pmds: walk them here rather than descending again.
         while addr < pud_end && *budget > 0 {
-            // SAFETY: `pud` is a present table entry covering `[addr, pud_end)`; the mmap lock
+            // SAFETY: The `pud` is a present table entry covering `[addr, pud_end)`; the mmap lock
             // is held.
             addr = unsafe { ffi::rksm_pmd_skip_empty(pud, addr, pud_end) };
             if addr >= pud_end {
                 break;
             }
-            // SAFETY: pure arithmetic.
+            // SAFETY: Pure arithmetic.
             let next = unsafe { ffi::rksm_pmd_end(addr, pud_end) };
-            // SAFETY: `pud` is a present table entry covering `addr`.
+            // SAFETY: The `pud` is a present table entry covering `addr`.
             let pmd = unsafe { ffi::rksm_pmd(pud, addr) };
-            // SAFETY: `pmd` points into a table kept by the mmap lock.
+            // SAFETY: The `pmd` points into a table kept by the mmap lock.
             let (stop, more) = match unsafe { ffi::rksm_pmd_kind(pmd) } {
                 ffi::PMD_TABLE => scan_table(guard, pmd, &[addr, next], addr, budget, &mut f),
                 ffi::PMD_HUGE => scan_huge(guard, pmd, addr, next, budget, stats, &mut f),
@@ -101,7 +101,7 @@ pub(crate) fn walk(
         }
         // Once per populated pud (and per batch of PTEs in `scan_table`): TCG guests are slow
         // enough to trip the soft-lockup detector otherwise.
-        // SAFETY: process context, no spinlock held.
+        // SAFETY: Process context, no spinlock held.
         unsafe { ffi::rksm_cond_resched() };
     }
     (addr as usize).min(end)
@@ -162,7 +162,7 @@ pub(crate) fn walk_ranges(
         return 0;
     };
     let mm = guard.raw_mm();
-    // SAFETY: `mm` is pinned and its mmap lock is held by `guard`; below, each entry passed on
+    // SAFETY: The `mm` is pinned and its mmap lock is held by `guard`; below, each entry passed on
     // is a present one for `first`.
     let pgd = unsafe { ffi::rksm_pgd(mm, first) };
     let p4d = if pgd.is_null() {
@@ -183,7 +183,7 @@ pub(crate) fn walk_ranges(
     }
     // SAFETY: As above.
     let pmd = unsafe { ffi::rksm_pmd(pud, first) };
-    // SAFETY: `pmd` points into a table kept by the mmap lock.
+    // SAFETY: The `pmd` points into a table kept by the mmap lock.
     match unsafe { ffi::rksm_pmd_kind(pmd) } {
         ffi::PMD_TABLE => scan_table(guard, pmd, ranges, first, budget, &mut f).0,
         ffi::PMD_HUGE => {
@@ -225,7 +225,7 @@ fn scan_table(
     while addr < end && *budget > 0 {
         let max = (*budget).min(BATCH) as c_int;
         let mut next: c_ulong = end;
-        // SAFETY: the mmap lock is held; `pmd` came from `rksm_pmd` under it; the caller gives
+        // SAFETY: The mmap lock is held; `pmd` came from `rksm_pmd` under it; the caller gives
         // `ranges` in address order, each in one VMA and all within this pmd; `hits` has room
         // for `max <= BATCH` entries.
         let n = unsafe {
@@ -244,7 +244,7 @@ fn scan_table(
         let mut more = true;
         for hit in hits.iter().take(n) {
             let page = NonNull::new(hit.page).map(|ptr| {
-                // SAFETY: the shim took a folio reference for every hit with a page.
+                // SAFETY: The shim took a folio reference for every hit with a page.
                 unsafe { PageRef::from_raw(ptr) }
             });
             if !more {
@@ -266,7 +266,7 @@ fn scan_table(
             more = f(found);
         }
         addr = next;
-        // SAFETY: process context, no spinlock held (the shim dropped the PTL).
+        // SAFETY: Process context, no spinlock held (the shim dropped the PTL).
         unsafe { ffi::rksm_cond_resched() };
         if !more {
             return (addr, false);

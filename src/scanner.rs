@@ -33,10 +33,10 @@ pub(crate) struct Scanner {
     control: Arc<Control>,
 }
 
-// SAFETY: `Scanner` holds a task pointer that any context may pass to `kthread_stop`, a pointer
+// SAFETY: The `Scanner` holds a task pointer that any context may pass to `kthread_stop`, a pointer
 // only dropped after the thread has returned, and an `Arc` of a `Sync` type.
 unsafe impl Send for Scanner {}
-// SAFETY: `&Scanner` gives no access to the task or the thread's data.
+// SAFETY: The `&Scanner` gives no access to the task or the thread's data.
 unsafe impl Sync for Scanner {}
 
 impl Scanner {
@@ -51,7 +51,7 @@ impl Scanner {
         )?;
         let thread = KBox::into_raw(thread);
         let mut task = core::ptr::null_mut();
-        // SAFETY: `thread` stays valid until `drop` reclaims it after stopping the kthread;
+        // SAFETY: The `thread` stays valid until `drop` reclaims it after stopping the kthread;
         // `task` is a valid place for the result.
         let err = unsafe { ffi::rksm_kthread_run(rksmd, thread.cast(), &mut task) };
         if err != 0 {
@@ -88,8 +88,8 @@ fn should_stop() -> bool {
 
 /// The kthread's body.
 extern "C" fn rksmd(data: *mut c_void) -> c_int {
-    // SAFETY: `data` is the `Thread` that `Scanner::start` handed over; this kthread is its only
-    // user until `Scanner::drop` has stopped it.
+    // SAFETY: The `data` is the `Thread` that `Scanner::start` handed over; this kthread is its
+    // only user until `Scanner::drop` has stopped it.
     let Thread { engine, control } = unsafe { &mut *data.cast::<Thread>() };
     // SAFETY: We are the kthread.
     unsafe { ffi::rksm_kthread_set_freezable() };

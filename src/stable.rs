@@ -44,7 +44,7 @@ struct FolioLock(core::ptr::NonNull<ffi::Page>);
 
 impl Drop for FolioLock {
     fn drop(&mut self) {
-        // SAFETY: `rksm_stable_get` locked the page and took a reference (see `lock`).
+        // SAFETY: The page was locked and referenced by `rksm_stable_get` (see `lock`).
         unsafe { ffi::rksm_stable_put(self.0.as_ptr(), true) };
     }
 }
@@ -120,7 +120,7 @@ impl StablePage {
 
     /// The page, with a reference, unless it is gone (or busy a moment).
     pub(crate) fn page(&self) -> Option<PageRef> {
-        // SAFETY: `rksm_stable_get` took a folio reference, which the `PageRef` now owns.
+        // SAFETY: The folio reference `rksm_stable_get` took is handed to the `PageRef`.
         self.get(false)
             .ok()
             .map(|p| unsafe { PageRef::from_raw(p) })
@@ -130,7 +130,7 @@ impl StablePage {
     /// `None` if it is gone.
     pub(crate) fn mapcount(&self) -> Option<u32> {
         let page = self.page()?;
-        // SAFETY: `page` holds a reference.
+        // SAFETY: The `PageRef` holds a reference on the page.
         let n = unsafe { ffi::rksm_stable_mapcount(page.as_raw()) };
         Some(u32::try_from(n).unwrap_or(0))
     }
@@ -319,7 +319,7 @@ impl StablePage {
             return true;
         }
         self.detached = match self.lock() {
-            // SAFETY: `lock` found and locked the page.
+            // SAFETY: The page was found and locked by `lock`.
             Ok(lock) => unsafe { ffi::rksm_stable_detach(lock.0.as_ptr(), force) },
             Err(gone) => gone,
         };

@@ -218,7 +218,7 @@ impl MmSlot {
             return;
         }
         let delta = |new: usize, old: usize| (new as i64).wrapping_sub(old as i64) as c_long;
-        // SAFETY: `mm` holds an mm_count reference, so the mm_struct is allocated; only rksmd
+        // SAFETY: The `mm` holds an mm_count reference, so the mm_struct is allocated; only rksmd
         // writes these fields while KSM is stopped (see the shim).
         unsafe {
             ffi::rksm_mm_ksm_stat_add(
