@@ -226,8 +226,8 @@ pub(crate) fn zero_page(
     }
     let mut split = false;
     // SAFETY: The mmap lock is held (the VMA is borrowed from a `Locked`), `addr` lies in the
-    // VMA, and the `PageRef` holds a reference on `old` (pinned, checked above); with no new page there is no node;
-    // `split` is a local.
+    // VMA, and the `PageRef` holds a reference on `old` (pinned, checked above); with no new
+    // page there is no node; `split` is a local.
     let rc = unsafe {
         ffi::rksm_replace_pte(
             vma.as_ptr().cast(),

@@ -238,8 +238,7 @@ impl StablePage {
             return false;
         };
         let len = self.rmap.len();
-        // Under the folio lock no walk reads the buffer, so it may move.
-        let room = len < self.rmap.capacity() || self.rmap.reserve(len.max(2), GFP_KERNEL).is_ok();
+        let room = self.grow_locked();
         if room {
             // SAFETY: The entry at `len` is within the capacity and not yet initialized; the
             // mmap lock is held and `addr` lies in `vma`, which is anonymous (it is mergeable).
@@ -276,12 +275,16 @@ impl StablePage {
         let Ok(_lock) = self.lock() else {
             return false;
         };
-        let grown = self
-            .rmap
-            .reserve(self.rmap.len().max(2), GFP_KERNEL)
-            .is_ok();
+        let grown = self.grow_locked();
         self.sync();
         grown
+    }
+
+    /// Room for one more entry, doubling the reverse map if it is full. Only under the folio
+    /// lock, when no walk reads the buffer, so that it may move; the caller syncs the node.
+    fn grow_locked(&mut self) -> bool {
+        let len = self.rmap.len();
+        len < self.rmap.capacity() || self.rmap.reserve(len.max(2), GFP_KERNEL).is_ok()
     }
 
     /// Drops the entries for which `keep(index)` is false (called once per entry, in order),

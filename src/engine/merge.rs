@@ -41,12 +41,9 @@ impl Engine {
         if zero_only {
             return 0;
         }
-        // The trees know a page by its content and its merge domain: another domain's pages
-        // of the same content never share its key, so they are never even compared with it.
-        let Some(owner) = self.mms.get(tag).map(|s| s.owner) else {
+        let Some(key) = self.tree_key(tag, hash, knobs) else {
             return 0;
         };
-        let key = merge_policy::tree_key(hash, merge_policy::domain(knobs.policy.domains, owner));
         let loc = Loc::new(tag, addr);
         if self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing) {
             return STABLE_MERGED;
@@ -116,33 +113,42 @@ impl Engine {
     /// still find it once the mapping it was copied from is gone. Best effort: a mapping not
     /// recorded only stays out of those walks (reclaim and migration then skip the page).
     pub(super) fn adopt(&mut self, tag: Tag, addr: usize, page: &PageRef, knobs: &Snapshot) {
-        let Some(owner) = self.mms.get(tag).map(|s| s.owner) else {
+        let (Some(loc), Some(key)) = (Loc::new(tag, addr), self.tree_key(tag, page.hash(), knobs))
+        else {
             return;
         };
-        let Some(loc) = Loc::new(tag, addr) else {
-            return;
-        };
-        let domain = merge_policy::domain(knobs.policy.domains, owner);
-        let key = merge_policy::tree_key(page.hash(), domain);
         let Some(slot) = self.stable.find_page(key, page) else {
             return;
         };
+        let merge_exec = self.policy.merge_exec;
         let Some(node) = self.stable.get_mut(slot) else {
             return;
         };
         if node.rmap.len() != node.page.entries() || node.rmap.reserve(1, GFP_KERNEL).is_err() {
             return;
         }
-        let Some(user) = self.mms.get(tag).and_then(|s| s.mm.mmget_not_zero()) else {
-            return;
-        };
-        let locked = Locked::new(&user);
-        let Some(vma) = locked.mergeable_vma(addr, self.policy.merge_exec) else {
-            return;
-        };
-        if node.page.adopt(vma, addr) {
+        // Not a merge: a failure is `Gone`, which no merge counter counts.
+        let adopted = merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+            if node.page.adopt(vma, addr) {
+                Ok(false)
+            } else {
+                Err(MergeError::Gone)
+            }
+        });
+        if adopted.is_ok() {
             node.add_mapping(loc);
         }
+    }
+
+    /// The key of content hash `hash` in the trees for the mm tagged `tag`. The trees know a
+    /// page by its content and its merge domain: another domain's pages of the same content
+    /// never share its key, so they are never even compared with it.
+    fn tree_key(&self, tag: Tag, hash: u64, knobs: &Snapshot) -> Option<u64> {
+        let owner = self.mms.get(tag)?.owner;
+        Some(merge_policy::tree_key(
+            hash,
+            merge_policy::domain(knobs.policy.domains, owner),
+        ))
     }
 
     /// Looks for a twin in the unstable tree; if one is found, both become mappings of a new
