@@ -41,6 +41,15 @@ if [ -x "$out/mmu_notifier_test" ]; then
 		{ cat "$logs/mn-build.log" >&2; die "building rksm_mn_test.ko failed"; }
 	cp "$mn/rksm_mn_test.ko" "$out/"
 fi
+# nested_test's guests: the host's QEMU, packed, and the bare-metal checker.
+if [ -x "$out/nested_test" ]; then
+	"$RKSM_ROOT/scripts/pack-qemu.sh" "$out/qemu"
+	gcc -m32 -ffreestanding -fno-pic -fno-stack-protector -nostdlib -O2 -Wall -Werror \
+		-c -o "$out/baremetal.o" "$RKSM_ROOT/qemu/nested/baremetal.c"
+	ld -m elf_i386 --no-warn-rwx-segments -T "$RKSM_ROOT/qemu/nested/baremetal.ld" \
+		-o "$out/rksm-guest.elf" "$out/baremetal.o"
+	rm "$out/baremetal.o"
+fi
 # The kernel's own KSM selftest (ksm_tests), pointed at /sys/kernel/mm/rksm.
 if [ -z "${TESTS:-}" ] || grep -qwE 'ksm_selftests|ksm_functional' <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-ksm-selftests.sh" "$out"
