@@ -3,7 +3,9 @@
 #
 #   make          set up, build the test kernel (cached), build rksm.ko
 #   make kernel   set up and build the test kernel only
-#   make run      boot the test kernel in QEMU, load rksm, show it working
+#   make run      the main job: nested QEMU guests in the test VM deduplicated
+#                 by rksm, then by in-kernel KSM, side by side (about 13 minutes)
+#   make demo     the quick synthetic demo: four processes merged (seconds)
 #   make check    host unit tests, rustfmt, clippy, module build, QEMU kselftests
 #   make check KASAN=1   the same on a KASAN build of the test kernel (slower)
 #   make bench    rksm against in-kernel KSM in the same VM (tens of minutes)
@@ -15,7 +17,7 @@
 # RKSM_CACHE=dir               cache directory (default ~/.cache/rksm)
 
 SHELL := /bin/bash
-.PHONY: all setup kernel module run check bench install clean rust-analyzer
+.PHONY: all setup kernel module run demo check bench install clean rust-analyzer
 
 all: module
 
@@ -29,6 +31,9 @@ module: kernel
 	scripts/build-module.sh
 
 run: module
+	scripts/run-guests.sh
+
+demo: module
 	scripts/run-demo.sh
 
 check:

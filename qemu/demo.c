@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The `make run` workload: several processes whose memory overlaps opt in to
+ * The `make demo` workload: several processes whose memory overlaps opt in to
  * merging; rksm merges them while this prints what it saves; then a write
  * breaks copy-on-write and every process checks every byte it owns.
  */

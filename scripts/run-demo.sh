@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: boot the test kernel, load rksm, merge a real workload
+# `make demo`: boot the test kernel, load rksm, merge a real workload
 # (qemu/demo.c) while printing what it saves, break COW with a write and
 # check the data, unmerge, unload, power off.
 set -euo pipefail

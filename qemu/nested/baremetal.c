@@ -5,7 +5,7 @@
  * nested TCG, where a Linux boot takes minutes. QEMU loads it with -kernel.
  *
  * It fills all guest RAM above 4 MiB with the checker's image (pattern.h),
- * then loops: each round rewrites one page in REWRITE_STRIDE and verifies
+ * then loops: each round rewrites two pages in PAT_STRIDE (pattern.h) and verifies
  * every page, and reports on the serial port:
  *   "rksm-guest: guest G filled N pages at PA"  once
  *   "rksm-guest: round R ok"                    per clean round
@@ -14,7 +14,6 @@
  */
 #include "pattern.h"
 
-#define REWRITE_STRIDE 16
 #define MAX_PAGES (1U << 18) /* 1 GiB */
 #define DATA_START (4U << 20)
 
@@ -118,7 +117,7 @@ void main(const struct multiboot_info *mbi)
 			volatile pat_u32 *p = base + i * PAT_PAGE_WORDS;
 			int w;
 
-			if (pat_rewritten(i, round, REWRITE_STRIDE)) {
+			if (pat_rewritten(i, round)) {
 				gen[i]++;
 				pat_fill(p, pat_key(guest, i, gen[i]));
 			}

@@ -4,7 +4,7 @@
  * static binary alone in their initramfs; they boot the test kernel).
  *
  * It fills rksm_mib MiB with the checker's image (pattern.h), then for
- * rksm_secs seconds loops: each round rewrites one page in REWRITE_STRIDE
+ * rksm_secs seconds loops: each round rewrites two pages in PAT_STRIDE (pattern.h)
  * (so copy-on-write happens while the host merges) and verifies every page.
  * It reports on the console and powers the guest off:
  *   "rksm-guest: guest G filled N pages"
@@ -23,7 +23,6 @@
 
 #include "pattern.h"
 
-#define REWRITE_STRIDE 16
 
 static unsigned int env(const char *name, unsigned int dflt)
 {
@@ -61,7 +60,7 @@ static int run(unsigned int guest, unsigned int mib, unsigned int secs)
 			pat_u32 *p = base + (size_t)i * PAT_PAGE_WORDS;
 			int w;
 
-			if (pat_rewritten(i, round, REWRITE_STRIDE))
+			if (pat_rewritten(i, round))
 				pat_fill(p, pat_key(guest, i, ++gen[i]));
 			w = pat_check(p, pat_key(guest, i, gen[i]));
 			if (w >= 0) {

@@ -9,9 +9,13 @@
  *   i % 10 == 8   zero;
  *   otherwise     common: the same in every guest (think of a shared OS
  *                 image), so the host can merge it across guests.
- * Each page also has a generation. A rewrite bumps it, so the page's
- * contents change while the host may have it merged (copy on write), and
- * every later check expects the new contents.
+ * Each page also has a generation, which each rewrite bumps. At an odd
+ * generation a page holds scratch contents, its guest's own and that
+ * generation's; at an even one, its kind's contents again. A page is
+ * rewritten twice every PAT_STRIDE rounds: into scratch, and back a round
+ * later. So the host has it merged when it is written (copy on write), a
+ * guest that saw the other's scratch page would fail its check, and the
+ * share of pages that can merge does not depend on how far each guest got.
  */
 #ifndef RKSM_NESTED_PATTERN_H
 #define RKSM_NESTED_PATTERN_H
@@ -37,14 +41,17 @@ static inline pat_u32 pat_mix(pat_u32 x)
 	return x;
 }
 
+#define PAT_STRIDE 16
+
 /* The key that page i of @guest holds at generation @gen; 0 means zeroes. */
 static inline pat_u32 pat_key(pat_u32 guest, pat_u32 i, pat_u32 gen)
 {
-	pat_u32 k;
+	pat_u32 k = pat_mix(i * 0x9e3779b1U);
 
-	if (pat_kind(i) == PAT_ZERO && gen == 0)
+	if (gen & 1)
+		return pat_mix(k ^ gen * 0x85ebca77U ^ (guest + 1) * 0xc2b2ae3dU) | 1;
+	if (pat_kind(i) == PAT_ZERO)
 		return 0;
-	k = pat_mix(i * 0x9e3779b1U ^ gen * 0x85ebca77U);
 	if (pat_kind(i) == PAT_OWN)
 		k = pat_mix(k ^ (guest + 1) * 0xc2b2ae3dU);
 	return k | 1;
@@ -65,13 +72,11 @@ static inline int pat_check(const volatile pat_u32 *p, pat_u32 key)
 	return -1;
 }
 
-/*
- * Round r rewrites one page in every @stride, starting at r % stride, so
- * every page is rewritten once per @stride rounds.
- */
-static inline int pat_rewritten(pat_u32 i, pat_u32 round, pat_u32 stride)
+/* Does round @round (from 1) rewrite page @i: into scratch, or back? */
+static inline int pat_rewritten(pat_u32 i, pat_u32 round)
 {
-	return round > 0 && i % stride == round % stride;
+	return round % PAT_STRIDE == i % PAT_STRIDE ||
+	       (round > 1 && (round - 1) % PAT_STRIDE == i % PAT_STRIDE);
 }
 
 #endif
