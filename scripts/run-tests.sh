@@ -80,7 +80,7 @@ fi
 set +e
 vmrc=0
 : >"$logs/tap.txt"
-if ls "$out"/*_test "$out"/*.sh 2>/dev/null | grep -qv run-guest.sh; then
+if find "$out" -maxdepth 1 \( -name "*_test" -o -name "*.sh" \) ! -name run-guest.sh | grep -q .; then
 	"$RKSM_ROOT/scripts/vm-run" --mem "${RKSM_TEST_MEM:-5120}" \
 		--timeout "${RKSM_TEST_TIMEOUT:-2400}" -d "$out" --logs "$logs" -- sh run-guest.sh | tee "$logs/tap.txt"
 	vmrc=${PIPESTATUS[0]}

@@ -14,6 +14,20 @@ APT_PKGS=(rustc-web rust-web-src rust-web-clippy rustfmt-web
 
 need_root() { [ "$(id -u)" = 0 ] || die "$1 needs root (run as root, as README.md says)"; }
 
+# --- bindgen 0.72.1 (cargo install) -----------------------------------------
+# The longest step on a fresh machine (about 2 minutes of compiling), so it
+# runs in the background while apt and the downloads below run, whenever
+# cargo and a C linker are already there; otherwise after apt.
+bindgen_pid=""
+bindgen_log=$RKSM_CACHE/bindgen-install.log
+bindgen_ok() { [ "$(bindgen --version 2>/dev/null)" = "bindgen 0.72.1" ]; }
+bindgen_install() { cargo install -q --locked bindgen-cli --version 0.72.1 >"$bindgen_log" 2>&1; }
+if ! bindgen_ok && command -v cargo >/dev/null && command -v cc >/dev/null; then
+	say "installing bindgen-cli 0.72.1 in the background (cargo install, about 2 minutes)"
+	bindgen_install &
+	bindgen_pid=$!
+fi
+
 # --- Debian packages --------------------------------------------------------
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -76,11 +90,7 @@ esac
 echo "$version" >"$RKSM_CACHE/kernel-source-version"
 echo "$tarball" >"$RKSM_CACHE/kernel-source-tarball"
 
-# --- bindgen 0.72.1 and libclang 18 ------------------------------------------
-if [ "$(bindgen --version 2>/dev/null)" != "bindgen 0.72.1" ]; then
-	say "installing bindgen-cli 0.72.1 (cargo install, a few minutes)"
-	cargo install -q --locked bindgen-cli --version 0.72.1
-fi
+# --- libclang 18, then bindgen's result ----------------------------------------
 if [ -z "$(rksm_libclang_path)" ]; then
 	say "fetching libclang 18.1.1 from PyPI into $RKSM_LIBCLANG"
 	tmp=$(mktemp -d "$RKSM_CACHE/wheel.XXXX")
@@ -91,4 +101,11 @@ if [ -z "$(rksm_libclang_path)" ]; then
 	rm -rf "$tmp"
 fi
 [ -n "$(rksm_libclang_path)" ] || die "libclang 18.1.1 not found in $RKSM_LIBCLANG"
+if [ -n "$bindgen_pid" ]; then
+	wait "$bindgen_pid" || { cat "$bindgen_log" >&2; die "cargo install bindgen-cli failed"; }
+elif ! bindgen_ok; then
+	say "installing bindgen-cli 0.72.1 (cargo install, about 2 minutes)"
+	bindgen_install || { cat "$bindgen_log" >&2; die "cargo install bindgen-cli failed"; }
+fi
+bindgen_ok || die "bindgen 0.72.1 is not on PATH after cargo install (PATH=$PATH)"
 say "setup ok: linux-source $version, $(/usr/bin/rustc --version), $(bindgen --version)"

@@ -9,15 +9,15 @@
 # "number|case|skip reason (empty: must pass)". The reasons are rksm's design
 # or this test kernel, never a failure of rksm's merging: see README.md.
 CASES='
-1|test_unmerge|expects MADV_UNMERGEABLE to unmerge before it returns; the kernel does that for KSM pages only, rksm at its next full scan of the process
-2|test_unmerge_zero_pages|reads the per-process ksm_zero_pages, which rksm leaves to KSM (docs/admin-guide.md, per-process savings), and expects MADV_UNMERGEABLE to unmerge at once
-3|test_unmerge_discarded|expects MADV_UNMERGEABLE to unmerge before it returns (as case 1)
+1|test_unmerge|
+2|test_unmerge_zero_pages|reads the per-process ksm_zero_pages, which rksm leaves to KSM (docs/admin-guide.md, per-process savings)
+3|test_unmerge_discarded|
 4|test_unmerge_uffd_wp|
 5|test_prot_none|its /proc/self/mem write into a PROT_NONE mapping fails on this kernel with in-kernel KSM too, before merging matters
 6|test_prctl|
 7|test_prctl_fork|
 8|test_prctl_fork_exec|
-9|test_prctl_unmerge|expects PR_SET_MEMORY_MERGE=0 to unmerge before it returns (as case 1)
+9|test_prctl_unmerge|
 10|test_fork_ksm_merging_page_count|
 '
 S=/sys/kernel/mm/rksm
