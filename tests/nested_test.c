@@ -139,22 +139,6 @@ static uintptr_t guest_ram(pid_t pid)
 	return found;
 }
 
-static long merging_pages(pid_t pid)
-{
-	char path[64];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/ksm_merging_pages", pid);
-	f = fopen(path, "r");
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /* Read both guests' PFNs; count common pages on one PFN and own pages that share. */
 static int read_pfns(struct _test_data_nested *self, size_t *common_same, size_t *own_same)
 {
@@ -250,7 +234,7 @@ TEST_F_TIMEOUT(nested, merge_cow_unmerge, 600)
 	/* rksm adds a process's merges to its ksm_merging_pages at the end of its pass. */
 	ASSERT_EQ(0, rksm_wait_scans(2, 120));
 	for (int g = 0; g < GUESTS; g++) {
-		long m = merging_pages(self->pid[g]);
+		long m = rksm_merging_pages(self->pid[g]);
 
 		EXPECT_LE((long)common / 4, m);
 		TH_LOG("guest %d: ksm_merging_pages %ld", g, m);
@@ -266,7 +250,7 @@ TEST_F_TIMEOUT(nested, merge_cow_unmerge, 600)
 	EXPECT_EQ(0, c.shared);
 	EXPECT_EQ(0, c.sharing);
 	for (int g = 0; g < GUESTS; g++)
-		EXPECT_EQ(0, merging_pages(self->pid[g]));
+		EXPECT_EQ(0, rksm_merging_pages(self->pid[g]));
 	ASSERT_EQ(0, read_pfns(self, &common_same, &own_same));
 	EXPECT_EQ(0, common_same);
 	EXPECT_EQ(0, own_same);

@@ -12,40 +12,9 @@
 
 #define PAGES 64
 
-/*
- * A number from /proc/<pid>/@file: the one after "@name " on its line, or with
- * @name NULL the file's first. -1 if there is none.
- */
-static long proc_value(pid_t pid, const char *file, const char *name)
-{
-	char path[64], line[128];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (v < 0 && fgets(line, sizeof(line), f)) {
-		size_t len = name ? strlen(name) : 0;
-
-		if (!name)
-			v = strtol(line, NULL, 10);
-		else if (!strncmp(line, name, len) && line[len] == ' ')
-			v = strtol(line + len + 1, NULL, 10);
-	}
-	fclose(f);
-	return v;
-}
-
 static long ksm_stat(pid_t pid, const char *name)
 {
-	return proc_value(pid, "ksm_stat", name);
-}
-
-static long merging_pages(pid_t pid)
-{
-	return proc_value(pid, "ksm_merging_pages", NULL);
+	return rksm_proc_value(pid, "ksm_stat", name);
 }
 
 /* Kid function: write one byte into page @arg (copy-on-write). */
@@ -80,7 +49,7 @@ TEST_F(procstat, merges_cow_fork_unmerge)
 	struct rksm_counters c;
 	pid_t a = self->k.pid[0], b = self->k.pid[1], g;
 
-	EXPECT_EQ(0, merging_pages(a));
+	EXPECT_EQ(0, rksm_merging_pages(a));
 	ASSERT_EQ(0, rksm_write("run", "1"));
 	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES, 1, 120, &c));
 	/* The counters show a process's pass once it is complete: one more. */
@@ -88,7 +57,7 @@ TEST_F(procstat, merges_cow_fork_unmerge)
 	for (int i = 0; i < 2; i++) {
 		pid_t p = self->k.pid[i];
 
-		EXPECT_EQ(PAGES, merging_pages(p)) TH_LOG("kid %d", i);
+		EXPECT_EQ(PAGES, rksm_merging_pages(p)) TH_LOG("kid %d", i);
 		EXPECT_EQ(PAGES, ksm_stat(p, "ksm_merging_pages"));
 		EXPECT_EQ(PAGES, ksm_stat(p, "ksm_rmap_items"));
 		/* The kernel's own formula: 64 bytes per item, KSM's rmap_item. */
@@ -98,20 +67,20 @@ TEST_F(procstat, merges_cow_fork_unmerge)
 	/* Copy-on-write: a written page is no longer merged, as of the next pass. */
 	ASSERT_EQ(0, rksm_kid_call(&self->k, 0, kid_touch, 3));
 	ASSERT_EQ(0, rksm_wait_scans(2, 60));
-	EXPECT_EQ(PAGES - 1, merging_pages(a));
-	EXPECT_EQ(PAGES, merging_pages(b));
+	EXPECT_EQ(PAGES - 1, rksm_merging_pages(a));
+	EXPECT_EQ(PAGES, rksm_merging_pages(b));
 
 	/* A forked child starts from 0 (the kernel's ksm_fork()), then shows what it maps. */
 	g = rksm_kid_fork_into(&self->k, 1, 2);
 	ASSERT_LT(0, g);
 	ASSERT_EQ(0, rksm_wait_scans(2, 60));
-	EXPECT_EQ(PAGES, merging_pages(g));
+	EXPECT_EQ(PAGES, rksm_merging_pages(g));
 	EXPECT_EQ(PAGES, ksm_stat(g, "ksm_rmap_items"));
 
 	/* run=2: everything back to 0. */
 	ASSERT_EQ(0, rksm_write("run", "2"));
 	for (int i = 0; i < 3; i++) {
-		EXPECT_EQ(0, merging_pages(self->k.pid[i])) TH_LOG("kid %d", i);
+		EXPECT_EQ(0, rksm_merging_pages(self->k.pid[i])) TH_LOG("kid %d", i);
 		EXPECT_EQ(0, ksm_stat(self->k.pid[i], "ksm_rmap_items")) TH_LOG("kid %d", i);
 	}
 }

@@ -10,7 +10,9 @@
  * - reclaim swaps merged pages out (all their mappings become swap entries,
  *   pswpout rises, the counters drop) and every byte comes back;
  * - MADV_HWPOISON on a merged page signals every process that maps it;
- * - MADV_UNMERGEABLE gives a process its own pages before it returns.
+ * - MADV_UNMERGEABLE gives a process its own pages before it returns;
+ * - after compaction, THPs come as readily with merged pages scattered
+ *   through memory as under KSM.
  *
  * Needs the test kernel's NUMA emulation (numa=fake=2), memory cgroups,
  * zram and CONFIG_MEMORY_FAILURE; a test whose part is missing is skipped.
@@ -467,6 +469,116 @@ TEST_F_TIMEOUT(swap, merged_pages_swap_out_and_back, 180)
 	ASSERT_EQ(0, rksm_wait_counts(PAGES, PAGES * (NKIDS - 1), 2, 60, &self->c));
 	ASSERT_TRUE(all_shared(&self->k, self->pfn));
 	ASSERT_EQ(0, rksm_kids_call(&self->k, NKIDS, rksm_kid_verify, 0));
+}
+
+/*
+ * ---------------------------------------------------------------------------
+ * THP after compaction, rksm against KSM in the same boot.
+ * ---------------------------------------------------------------------------
+ */
+#define FRAG_GROUP 8 /* in every 8 pages, one equal pair */
+#define THP_SIZE (2UL << 20)
+#define MPOL_BIND_ 2
+#define KSM_DIR "/sys/kernel/mm/ksm"
+
+static long node1_free_kb(void)
+{
+	return rksm_file_field("/sys/devices/system/node/node1/meminfo", "Node 1 MemFree");
+}
+
+/*
+ * On node 1 only: fill @pages pages, keep one equal pair in every
+ * FRAG_GROUP, drop the rest, and let the engine at @dir merge the pairs,
+ * so that its merged pages sit in every 2 MiB block the fill used. Then
+ * compact_memory, and fault in THPs for 90% of the node's free memory.
+ * Returns the share of that region backed by THPs; checks the merges and
+ * their bytes.
+ */
+static double thp_share(struct __test_metadata *_metadata, const char *dir, size_t pages)
+{
+	const size_t pairs = pages / FRAG_GROUP;
+	unsigned long mask = 1UL << 1;
+	size_t size, len = pages * PAGE_SIZE;
+	char *frag, *map, *thp;
+	long thp_kb;
+	double t0 = rksm_now();
+
+	setenv("RKSM_SYSFS", dir, 1);
+	ASSERT_EQ(0, rksm_write("run", "2"));
+	ASSERT_EQ(0, rksm_write("run", "0"));
+	ASSERT_EQ(0, rksm_write_num("pages_to_scan", 10000));
+	ASSERT_EQ(0, rksm_write_num("sleep_millisecs", 5));
+	ASSERT_EQ(0, syscall(SYS_set_mempolicy, MPOL_BIND_, &mask, 64));
+
+	frag = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, frag);
+	ASSERT_EQ(0, madvise(frag, len, MADV_NOHUGEPAGE));
+	ASSERT_EQ(0, madvise(frag, len, MADV_MERGEABLE));
+	for (size_t i = 0; i < pages; i++)
+		rksm_fill_page_lite(frag + i * PAGE_SIZE,
+				    i % FRAG_GROUP < 2 ? rksm_seed_common(i / FRAG_GROUP) :
+							  rksm_seed_own(0, i, 0));
+	for (size_t i = 0; i < pages; i += FRAG_GROUP)
+		ASSERT_EQ(0, madvise(frag + (i + 2) * PAGE_SIZE, (FRAG_GROUP - 2) * PAGE_SIZE,
+				     MADV_DONTNEED));
+	ASSERT_EQ(0, rksm_write("run", "1"));
+	while (rksm_get("pages_sharing") < pairs) {
+		ASSERT_GT(120, rksm_now() - t0)
+			TH_LOG("%s: pages_sharing %llu of %zu", dir, rksm_get("pages_sharing"), pairs);
+		rksm_msleep(200);
+	}
+	ASSERT_EQ(0, rksm_write("run", "0"));
+	ASSERT_EQ(pairs, rksm_get("pages_shared"));
+
+	ASSERT_EQ(0, rksm_write_path("/proc/sys/vm/compact_memory", "1"));
+	size = (size_t)node1_free_kb() * 1024 / 10 * 9 / THP_SIZE * THP_SIZE;
+	ASSERT_LT(8 * THP_SIZE, size);
+	map = mmap(NULL, size + THP_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		   -1, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	thp = (char *)(((uintptr_t)map + THP_SIZE - 1) & ~(THP_SIZE - 1));
+	ASSERT_EQ(0, madvise(thp, size, MADV_HUGEPAGE));
+	for (size_t off = 0; off < size; off += PAGE_SIZE)
+		thp[off] = 1;
+	thp_kb = rksm_smaps_field(getpid(), thp, "AnonHugePages");
+
+	/* The merged pages are still merged, and intact. */
+	EXPECT_EQ(pairs, rksm_get("pages_shared"));
+	for (size_t i = 0; i < pages; i += FRAG_GROUP) {
+		EXPECT_TRUE(rksm_page_is_lite(frag + i * PAGE_SIZE, rksm_seed_common(i / FRAG_GROUP)));
+		EXPECT_TRUE(rksm_page_is_lite(frag + (i + 1) * PAGE_SIZE,
+					      rksm_seed_common(i / FRAG_GROUP)));
+	}
+	munmap(map, size + THP_SIZE);
+	munmap(frag, len);
+	ASSERT_EQ(0, syscall(SYS_set_mempolicy, 0, NULL, 0));
+	ASSERT_EQ(0, rksm_write("run", "2"));
+	ASSERT_EQ(0, rksm_write("run", "0"));
+	TH_LOG("%s: %zu merged pages in %zu MiB; THPs for %ld of %zu MiB after compaction (%.1f s)",
+	       dir, pairs, len >> 20, thp_kb >> 10, size >> 20, rksm_now() - t0);
+	return (double)thp_kb * 1024 / size;
+}
+
+TEST(thp_after_compaction_as_ksm)
+{
+	struct rksm_saved saved;
+	double rksm_share, ksm_share;
+	size_t pages;
+
+	if (access("/sys/devices/system/node/node1", F_OK))
+		SKIP(return, "one NUMA node (boot with numa=fake=2)");
+	if (access(KSM_DIR, F_OK) || !strcmp(rksm_sysfs(), KSM_DIR))
+		SKIP(return, "compares rksm with in-kernel KSM");
+	ASSERT_EQ(0, rksm_engine_setup(&saved));
+	/* Most of node 1: merged pages end up in nearly every block the THPs need. */
+	pages = (size_t)node1_free_kb() * 1024 / 10 * 7 / PAGE_SIZE / FRAG_GROUP * FRAG_GROUP;
+	rksm_share = thp_share(_metadata, RKSM_MODULE_DIR, pages);
+	ksm_share = thp_share(_metadata, KSM_DIR, pages);
+	setenv("RKSM_SYSFS", RKSM_MODULE_DIR, 1);
+	rksm_engine_teardown(&saved);
+	TH_LOG("THP share after compaction: rksm %.2f, KSM %.2f", rksm_share, ksm_share);
+	EXPECT_LE(ksm_share - 0.10, rksm_share);
+	EXPECT_LT(0.5, rksm_share);
 }
 
 TEST_HARNESS_MAIN

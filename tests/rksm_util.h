@@ -275,6 +275,38 @@ static inline long rksm_file_field(const char *path, const char *field)
 	return v;
 }
 
+/*
+ * A number from /proc/<pid>/@file: the one after "@name " on its line, or with
+ * @name NULL the file's first. -1 if there is none.
+ */
+static inline long rksm_proc_value(pid_t pid, const char *file, const char *name)
+{
+	char path[64], line[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (v < 0 && fgets(line, sizeof(line), f)) {
+		size_t len = name ? strlen(name) : 0;
+
+		if (!name)
+			v = strtol(line, NULL, 10);
+		else if (!strncmp(line, name, len) && line[len] == ' ')
+			v = strtol(line + len + 1, NULL, 10);
+	}
+	fclose(f);
+	return v;
+}
+
+/* /proc/<pid>/ksm_merging_pages, or -1. */
+static inline long rksm_merging_pages(pid_t pid)
+{
+	return rksm_proc_value(pid, "ksm_merging_pages", NULL);
+}
+
 /* A /proc/meminfo field in kB, or -1. */
 static inline long rksm_meminfo(const char *field)
 {
