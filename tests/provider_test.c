@@ -491,8 +491,8 @@ static long node1_free_kb(void)
  * FRAG_GROUP, drop the rest, and let the engine at @dir merge the pairs,
  * so that its merged pages sit in every 2 MiB block the fill used. Then
  * compact_memory, and fault in THPs for 90% of the node's free memory.
- * Returns the share of that region backed by THPs; checks the merges and
- * their bytes.
+ * Returns the share of that region backed by THPs; checks that merged pages
+ * moved for them, and that the merges and their bytes survived.
  */
 static double thp_share(struct __test_metadata *_metadata, const char *dir, size_t pages)
 {
@@ -500,6 +500,8 @@ static double thp_share(struct __test_metadata *_metadata, const char *dir, size
 	unsigned long mask = 1UL << 1;
 	size_t size, len = pages * PAGE_SIZE;
 	char *frag, *map, *thp;
+	uint64_t *pfn, *now;
+	size_t moved = 0;
 	long thp_kb;
 	double t0 = rksm_now();
 
@@ -529,6 +531,11 @@ static double thp_share(struct __test_metadata *_metadata, const char *dir, size
 	}
 	ASSERT_EQ(0, rksm_write("run", "0"));
 	ASSERT_EQ(pairs, rksm_get("pages_shared"));
+	pfn = calloc(pages, sizeof(*pfn));
+	now = calloc(pages, sizeof(*now));
+	ASSERT_NE(NULL, pfn);
+	ASSERT_NE(NULL, now);
+	ASSERT_EQ(0, rksm_pfns(0, frag, pages, pfn));
 
 	ASSERT_EQ(0, rksm_write_path("/proc/sys/vm/compact_memory", "1"));
 	size = (size_t)node1_free_kb() * 1024 / 10 * 9 / THP_SIZE * THP_SIZE;
@@ -542,7 +549,19 @@ static double thp_share(struct __test_metadata *_metadata, const char *dir, size
 		thp[off] = 1;
 	thp_kb = rksm_smaps_field(getpid(), thp, "AnonHugePages");
 
-	/* The merged pages are still merged, and intact. */
+	/*
+	 * The THPs needed the blocks the merged pages sat in: merged pages
+	 * moved, and each pair still maps one page.
+	 */
+	ASSERT_EQ(0, rksm_pfns(0, frag, pages, now));
+	for (size_t i = 0; i < pages; i += FRAG_GROUP) {
+		EXPECT_TRUE(pfn[i] != 0 && pfn[i] == pfn[i + 1]);
+		EXPECT_TRUE(now[i] != 0 && now[i] == now[i + 1]);
+		moved += now[i] != pfn[i];
+	}
+	free(pfn);
+	free(now);
+	EXPECT_LT(0, moved);
 	EXPECT_EQ(pairs, rksm_get("pages_shared"));
 	for (size_t i = 0; i < pages; i += FRAG_GROUP) {
 		EXPECT_TRUE(rksm_page_is_lite(frag + i * PAGE_SIZE, rksm_seed_common(i / FRAG_GROUP)));
@@ -554,8 +573,8 @@ static double thp_share(struct __test_metadata *_metadata, const char *dir, size
 	ASSERT_EQ(0, syscall(SYS_set_mempolicy, 0, NULL, 0));
 	ASSERT_EQ(0, rksm_write("run", "2"));
 	ASSERT_EQ(0, rksm_write("run", "0"));
-	TH_LOG("%s: %zu merged pages in %zu MiB; THPs for %ld of %zu MiB after compaction (%.1f s)",
-	       dir, pairs, len >> 20, thp_kb >> 10, size >> 20, rksm_now() - t0);
+	TH_LOG("%s: %zu merged pages in %zu MiB, %zu of them moved; THPs for %ld of %zu MiB after compaction (%.1f s)",
+	       dir, pairs, len >> 20, moved, thp_kb >> 10, size >> 20, rksm_now() - t0);
 	return (double)thp_kb * 1024 / size;
 }
 

@@ -86,7 +86,7 @@ run_engine() { # rksm | ksm
 	g=1
 	while [ $g -le "$GUESTS" ]; do
 		v=$(grep -a 'rksm-guest: \(PASS\|FAIL\)' "$eng-guest$g.log" | tail -n 1)
-		echo "   guest $g: ${v:-rksm-guest: FAIL guest $g: no verdict (console tail: $(tail -c 200 "$eng-guest$g.log" | tr '\n' ' '))}"
+		echo "   guest $g: ${v:-rksm-guest: FAIL guest $g: no verdict (console: $(tail -c 200 "$eng-guest$g.log" | tr '\n' ' '); qemu: $(tail -c 200 "$eng-qemu$g.err" | tr '\n' ' '))}"
 		case "$v" in *PASS*) ;; *) fail=1 ;; esac
 		g=$((g + 1))
 	done
