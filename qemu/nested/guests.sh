@@ -66,7 +66,7 @@ run_engine() { # rksm | ksm
 		row=$(printf '%6d' $t)
 		for p in $pids; do
 			if [ -d "/proc/$p" ]; then
-				alive=1
+				alive=$((alive + 1))
 				rss=$(awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$p/status" 2>/dev/null)
 				m=$(cat "/proc/$p/ksm_merging_pages" 2>/dev/null)
 			else
@@ -78,8 +78,8 @@ run_engine() { # rksm | ksm
 		saved=$((sharing * 4 / 1024))
 		cpu=$(awk -v a="$(cpu_secs "$tpid")" -v b="$cpu0" 'BEGIN { printf "%.1f", a - b }')
 		echo "$row  $(printf '%8s  %8s  %9s  %12s' "$(knob pages_shared)" "$sharing" $saved "$cpu")"
-		echo "$t $sharing $cpu" >>"$eng.series"
-		[ $alive = 1 ] || break
+		echo "$t $sharing $cpu $alive" >>"$eng.series"
+		[ $alive -gt 0 ] || break
 		sleep $SAMPLE
 	done
 	for p in $pids; do wait "$p"; done
@@ -94,11 +94,14 @@ run_engine() { # rksm | ksm
 	echo "   guests stopped; run=2: pages_shared=$(knob pages_shared) pages_sharing=$(knob pages_sharing) pages_unshared=$(knob pages_unshared)"
 	[ "$(knob pages_shared)" = 0 ] && [ "$(knob pages_sharing)" = 0 ] || fail=1
 	echo 0 >"$dir/run"
-	# Peak saving, the first sample at 90% of it, and the CPU spent by then
-	# and in all.
-	awk -v eng=$eng '{ t[NR] = $1; s[NR] = $2; c[NR] = $3; if ($2 > peak) peak = $2 }
-		END { for (i = 1; i <= NR; i++) if (s[i] >= 0.9 * peak) break
-		      printf "%s %.1f %d %.1f %.1f\n", eng, peak * 4 / 1024, t[i], c[i], c[NR] }' \
+	# The final saving (the last sample with every guest still running),
+	# the peak, the first sample at 90% of the final saving, and the CPU
+	# spent by then and in all.
+	awk -v eng=$eng -v n="$GUESTS" '{ t[NR] = $1; s[NR] = $2; c[NR] = $3
+			if ($4 == n) fin = $2; if ($2 > peak) peak = $2 }
+		END { for (i = 1; i <= NR; i++) if (s[i] >= 0.9 * fin) break
+		      printf "%s %.1f %.1f %d %.1f %.1f\n", eng, fin * 4 / 1024, peak * 4 / 1024,
+			t[i], c[i], c[NR] }' \
 		"$eng.series" >>summary
 }
 
@@ -106,9 +109,10 @@ run_engine() { # rksm | ksm
 for e in $ENGINES; do run_engine "$e"; done
 echo
 echo "== side by side (samples every $SAMPLE s from the guests' start)"
-printf '%-6s %14s %18s %20s %16s\n' engine "peak MiB saved" "time to 90% (s)" "CPU to 90% (s)" "CPU in all (s)"
-while read -r e mib t c call; do
-	printf '%-6s %14s %18s %20s %16s\n' "$e" "$mib" "$t" "$c" "$call"
+echo "(final: the last sample with every guest running; time and CPU to 90% of it)"
+printf '%-6s %15s %14s %16s %15s %15s\n' engine "final MiB saved" "peak MiB saved" "time to 90% (s)" "CPU to 90% (s)" "CPU in all (s)"
+while read -r e fin peak t c call; do
+	printf '%-6s %15s %14s %16s %15s %15s\n' "$e" "$fin" "$peak" "$t" "$c" "$call"
 done <summary
 [ $fail = 0 ] && echo "== every guest verified its memory; counters back at 0 after run=2" ||
 	echo "== FAILED: see above"
