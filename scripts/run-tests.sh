@@ -4,7 +4,7 @@
 # and exits non-zero on any failure, splat or timeout.
 #   TESTS="sysfs_test ..."  run only these
 #   RKSM_TEST_MEM=MIB       guest memory (default 5120: scale_test's big case
-#                           holds 2.25 GiB of data)
+#                           holds 3 GiB of data)
 #   RKSM_TEST_TIMEOUT=S     power the guest off after S seconds (default 2400)
 # Tests listed in numa_tests run in a second, small guest with two fake NUMA
 # nodes (provider_test migrates merged pages between them). Not in the main

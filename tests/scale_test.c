@@ -10,11 +10,11 @@
  *             processes hold the same 4096 crafted pages, a third 4096
  *             other crafted pages. Only the real twins merge. The scanner's
  *             CPU time per page is reported next to that of random pages.
- * big:        2 processes x 1.125 GiB (THP as the guest has it: "always"),
+ * big:        2 processes x 1.5 GiB (THP as the guest has it: "always"),
  *             page i alike in both and unlike every other page: more than
  *             1 GiB per process, past the 262144 records a 4 MiB kmalloc'd
  *             array would hold. Every page merges: pages_shared ==
- *             pages_sharing == 294912 exactly, one PFN per pair, copy on
+ *             pages_sharing == 393216 exactly, one PFN per pair, copy on
  *             write works, run=2 undoes it all.
  *             RKSM_SCALE_BIG_MIB=N uses N MiB per process instead.
  *
@@ -414,10 +414,10 @@ TEST_F_TIMEOUT(crafted, one_hash_4096_pairs, 300)
 
 /*
  * ---------------------------------------------------------------------------
- * big: 2 processes x 1.125 GiB.
+ * big: 2 processes x 1.5 GiB.
  * ---------------------------------------------------------------------------
  */
-#define BIG_MIB 1152UL
+#define BIG_MIB 1536UL
 #define BIG_COW_STRIDE 97		/* kid 1 writes to every 97th page */
 #define BIG_PAGES_TO_SCAN 25000
 
@@ -458,7 +458,7 @@ FIXTURE_TEARDOWN(big)
 	TH_LOG("teardown: %.1f s", rksm_now() - t0);
 }
 
-TEST_F_TIMEOUT(big, two_procs_1152mib, 1200)
+TEST_F_TIMEOUT(big, two_procs_1536mib, 1200)
 {
 	const size_t n = self->n;
 	uint64_t *pfn = self->pfn, *pfn2 = self->pfn2;
