@@ -14,7 +14,8 @@ ldd "$qemu" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { 
 	while read -r lib; do cp -L "$lib" "$dest/lib/"; done
 # TCG itself is a loadable module in Debian's build.
 mkdir -p "$dest/modules"
-cp /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so "$dest/modules/"
+tcg=/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
+[ ! -f "$tcg" ] || cp "$tcg" "$dest/modules/"
 loader=$(basename "$(ldd "$qemu" | awk '$1 ~ /ld-linux/ { print $1 }')")
 [ -f "$dest/lib/$loader" ] || die "pack-qemu: no dynamic loader in ldd's output"
 # SeaBIOS for the pc machine, qboot for microvm, and the option ROMs -kernel uses.
