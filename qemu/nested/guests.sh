@@ -78,7 +78,14 @@ run_engine() { # rksm | ksm
 		saved=$((sharing * 4 / 1024))
 		cpu=$(awk -v a="$(cpu_secs "$tpid")" -v b="$cpu0" 'BEGIN { printf "%.1f", a - b }')
 		echo "$row  $(printf '%8s  %8s  %9s  %12s' "$(knob pages_shared)" "$sharing" $saved "$cpu")"
-		echo "$t $sharing $cpu $alive" >>"$eng.series"
+		# Guests whose checker has not given its verdict yet.
+		checking=0 g=1
+		while [ $g -le "$GUESTS" ]; do
+			grep -aq 'rksm-guest: \(PASS\|FAIL\)' "$eng-guest$g.log" 2>/dev/null ||
+				checking=$((checking + 1))
+			g=$((g + 1))
+		done
+		echo "$t $sharing $cpu $checking" >>"$eng.series"
 		[ $alive -gt 0 ] || break
 		sleep $SAMPLE
 	done
@@ -94,7 +101,7 @@ run_engine() { # rksm | ksm
 	echo "   guests stopped; run=2: pages_shared=$(knob pages_shared) pages_sharing=$(knob pages_sharing) pages_unshared=$(knob pages_unshared)"
 	[ "$(knob pages_shared)" = 0 ] && [ "$(knob pages_sharing)" = 0 ] || fail=1
 	echo 0 >"$dir/run"
-	# The final saving (the last sample with every guest still running),
+	# The final saving (the last sample before any checker finished),
 	# the peak, the first sample at 90% of the final saving, and the CPU
 	# spent by then and in all.
 	awk -v eng=$eng -v n="$GUESTS" '{ t[NR] = $1; s[NR] = $2; c[NR] = $3
@@ -109,7 +116,7 @@ run_engine() { # rksm | ksm
 for e in $ENGINES; do run_engine "$e"; done
 echo
 echo "== side by side (samples every $SAMPLE s from the guests' start)"
-echo "(final: the last sample with every guest running; time and CPU to 90% of it)"
+echo "(final: the last sample before a checker finished; time and CPU to 90% of it)"
 printf '%-6s %15s %14s %16s %15s %15s\n' engine "final MiB saved" "peak MiB saved" "time to 90% (s)" "CPU to 90% (s)" "CPU in all (s)"
 while read -r e fin peak t c call; do
 	printf '%-6s %15s %14s %16s %15s %15s\n' "$e" "$fin" "$peak" "$t" "$c" "$call"
