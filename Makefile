@@ -4,7 +4,7 @@
 #   make          set up, build the test kernel (cached), build rksm.ko
 #   make kernel   set up and build the test kernel only
 #   make run      the main job: nested QEMU guests in the test VM deduplicated
-#                 by rksm, then by in-kernel KSM, side by side (about 13 minutes)
+#                 by rksm, then by in-kernel KSM, side by side (about 11 minutes)
 #   make demo     the quick synthetic demo: four processes merged (seconds)
 #   make check    host unit tests, rustfmt, clippy, module build, QEMU kselftests
 #   make check KASAN=1   the same on a KASAN build of the test kernel (slower)

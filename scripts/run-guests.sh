@@ -3,7 +3,7 @@
 # test VM runs nested QEMU guests (qemu/nested/guests.sh) under rksm, then
 # under in-kernel KSM, and prints a live table and a side-by-side summary.
 # Nested TCG is slow: a guest takes minutes to boot, and the run about
-# 12 minutes in all (README). GUESTS, GUEST_MIB, CHECK_MIB, CHECK_SECS and
+# 11.5 minutes in all (README). GUESTS, GUEST_MIB, CHECK_MIB, CHECK_SECS and
 # ENGINES pass through to guests.sh.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
