@@ -41,6 +41,8 @@ run_engine() { # rksm | ksm
 	echo
 	echo "== $eng: $GUESTS guests x $GUEST_MIB MiB booting $(uname -r), checker on $CHECK_MIB MiB for $CHECK_SECS s"
 	echo "   $thread: pages_to_scan=$(knob pages_to_scan) sleep_millisecs=$(knob sleep_millisecs)"
+	# Inner guests run without lockdep's proving: the host's locking is the
+	# one under test, and the inner boots are slow enough.
 	pids=""
 	g=1
 	while [ $g -le "$GUESTS" ]; do
