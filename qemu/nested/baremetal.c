@@ -103,8 +103,7 @@ void main(const struct multiboot_info *mbi)
 
 	if (pages > MAX_PAGES)
 		pages = MAX_PAGES;
-	for (pat_u32 i = 0; i < pages; i++)
-		pat_fill(base + i * PAT_PAGE_WORDS, pat_key(guest, i, 0));
+	pat_fill_all(base, guest, pages);
 	puts_serial("rksm-guest: guest ");
 	putu(guest, 10);
 	puts_serial(" filled ");
@@ -113,25 +112,17 @@ void main(const struct multiboot_info *mbi)
 	putu(DATA_START, 16);
 	puts_serial("\n");
 	for (pat_u32 round = 1;; round++) {
-		for (pat_u32 i = 0; i < pages; i++) {
-			volatile pat_u32 *p = base + i * PAT_PAGE_WORDS;
-			int w;
+		int w, bad = pat_round(base, gen, guest, pages, round, &w);
 
-			if (pat_rewritten(i, round)) {
-				gen[i]++;
-				pat_fill(p, pat_key(guest, i, gen[i]));
-			}
-			w = pat_check(p, pat_key(guest, i, gen[i]));
-			if (w >= 0) {
-				puts_serial("rksm-guest: FAIL page ");
-				putu(i, 10);
-				puts_serial(" word ");
-				putu((pat_u32)w, 10);
-				puts_serial(" round ");
-				putu(round, 10);
-				puts_serial("\n");
-				return;
-			}
+		if (bad >= 0) {
+			puts_serial("rksm-guest: FAIL page ");
+			putu((pat_u32)bad, 10);
+			puts_serial(" word ");
+			putu((pat_u32)w, 10);
+			puts_serial(" round ");
+			putu(round, 10);
+			puts_serial("\n");
+			return;
 		}
 		puts_serial("rksm-guest: round ");
 		putu(round, 10);

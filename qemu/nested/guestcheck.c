@@ -51,23 +51,16 @@ static int run(unsigned int guest, unsigned int mib, unsigned int secs)
 		printf("rksm-guest: FAIL guest %u: no memory for %u MiB\n", guest, mib);
 		return 1;
 	}
-	for (unsigned int i = 0; i < pages; i++)
-		pat_fill(base + (size_t)i * PAT_PAGE_WORDS, pat_key(guest, i, 0));
+	pat_fill_all(base, guest, pages);
 	printf("rksm-guest: guest %u filled %u pages\n", guest, pages);
 	t0 = now();
 	for (round = 1; now() - t0 < secs; round++) {
-		for (unsigned int i = 0; i < pages; i++) {
-			pat_u32 *p = base + (size_t)i * PAT_PAGE_WORDS;
-			int w;
+		int w, bad = pat_round(base, gen, guest, pages, round, &w);
 
-			if (pat_rewritten(i, round))
-				pat_fill(p, pat_key(guest, i, ++gen[i]));
-			w = pat_check(p, pat_key(guest, i, gen[i]));
-			if (w >= 0) {
-				printf("rksm-guest: FAIL guest %u: page %u word %d round %u\n",
-				       guest, i, w, round);
-				return 1;
-			}
+		if (bad >= 0) {
+			printf("rksm-guest: FAIL guest %u: page %d word %d round %u\n", guest, bad,
+			       w, round);
+			return 1;
 		}
 		if (now() - last >= 10) {
 			last = now();

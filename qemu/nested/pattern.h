@@ -79,4 +79,31 @@ static inline int pat_rewritten(pat_u32 i, pat_u32 round)
 	       (round > 1 && (round - 1) % PAT_STRIDE == i % PAT_STRIDE);
 }
 
+/* Fill @pages pages from @base with @guest's image at generation 0. */
+static inline void pat_fill_all(volatile pat_u32 *base, pat_u32 guest, pat_u32 pages)
+{
+	for (pat_u32 i = 0; i < pages; i++)
+		pat_fill(base + i * PAT_PAGE_WORDS, pat_key(guest, i, 0));
+}
+
+/*
+ * Round @round over the @pages pages from @base: rewrite the pages it
+ * rewrites (bumping their @gen), then check every page. Returns -1 when all
+ * are right, else the first wrong page, with the wrong word in *@word.
+ */
+static inline int pat_round(volatile pat_u32 *base, unsigned char *gen, pat_u32 guest,
+			    pat_u32 pages, pat_u32 round, int *word)
+{
+	for (pat_u32 i = 0; i < pages; i++) {
+		volatile pat_u32 *p = base + i * PAT_PAGE_WORDS;
+
+		if (pat_rewritten(i, round))
+			pat_fill(p, pat_key(guest, i, ++gen[i]));
+		*word = pat_check(p, pat_key(guest, i, gen[i]));
+		if (*word >= 0)
+			return (int)i;
+	}
+	return -1;
+}
+
 #endif
