@@ -25,7 +25,6 @@
 
 #define GUESTS 2
 #define GUEST_MIB 64
-#define DATA_START (4UL << 20)
 #define RUN_QEMU "./qemu/run-qemu"
 #define CHECKER "./rksm-guest.elf"
 
@@ -40,10 +39,11 @@ FIXTURE(nested) {
 
 static pid_t start_guest(int g, const char *log)
 {
-	char append[32], serial[64];
+	char append[32], serial[64], mem[16];
 	pid_t pid;
 
 	snprintf(append, sizeof(append), "guest=%d", g);
+	snprintf(mem, sizeof(mem), "%d", GUEST_MIB);
 	snprintf(serial, sizeof(serial), "file:%s", log);
 	pid = fork();
 	if (pid == 0) {
@@ -51,7 +51,7 @@ static pid_t start_guest(int g, const char *log)
 
 		dup2(fd, 0);
 		execl("/bin/sh", "sh", RUN_QEMU, "-machine", "pc,mem-merge=on", "-accel", "tcg",
-		      "-cpu", "qemu64", "-m", "64", "-nodefaults", "-no-user-config",
+		      "-cpu", "qemu64", "-m", mem, "-nodefaults", "-no-user-config",
 		      "-display", "none", "-no-reboot", "-serial", serial,
 		      "-kernel", CHECKER, "-append", append, (char *)NULL);
 		_exit(127);
@@ -126,7 +126,7 @@ static uintptr_t guest_ram(pid_t pid)
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long a, b;
 
-		if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+		if (rksm_vma_header(line, &a, &b)) {
 			lo = a;
 			hi = b;
 		} else if (!strncmp(line, "VmFlags:", 8) && strstr(line, " mg") &&
@@ -144,7 +144,7 @@ static int read_pfns(struct _test_data_nested *self, size_t *common_same, size_t
 {
 	*common_same = *own_same = 0;
 	for (int g = 0; g < GUESTS; g++) {
-		int err = rksm_pfns(self->pid[g], (void *)(self->ram[g] + DATA_START),
+		int err = rksm_pfns(self->pid[g], (void *)(self->ram[g] + PAT_BAREMETAL_START),
 				    self->pages, self->pfn[g]);
 
 		if (err)

@@ -679,6 +679,12 @@ static inline long rksm_smaps_rollup(pid_t pid, const char *field)
 	return rksm_file_field(path, field);
 }
 
+/* Whether an smaps line starts a VMA ("lo-hi perms ..."); its bounds into @lo and @hi. */
+static inline bool rksm_vma_header(const char *line, unsigned long *lo, unsigned long *hi)
+{
+	return sscanf(line, "%lx-%lx ", lo, hi) == 2 && strchr(line, '-') < strchr(line, ' ');
+}
+
 /*
  * A field (kB) of the /proc/<pid>/smaps entry of the VMA holding @addr, or
  * -1 if there is no such VMA or field.
@@ -698,7 +704,7 @@ static inline long rksm_smaps_field(pid_t pid, const void *addr, const char *fie
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi;
 
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+		if (rksm_vma_header(line, &lo, &hi)) {
 			in = lo <= (uintptr_t)addr && (uintptr_t)addr < hi;
 			continue;
 		}

@@ -15,7 +15,6 @@
 #include "pattern.h"
 
 #define MAX_PAGES (1U << 18) /* 1 GiB */
-#define DATA_START (4U << 20)
 
 struct multiboot_info {
 	pat_u32 flags, mem_lower, mem_upper, boot_device, cmdline;
@@ -98,8 +97,8 @@ void main(const struct multiboot_info *mbi)
 {
 	pat_u32 guest = (mbi->flags & 4) ? cmdline_guest((const char *)mbi->cmdline) : 0;
 	pat_u32 end = (1U << 20) + ((mbi->flags & 1) ? mbi->mem_upper << 10 : 0);
-	pat_u32 pages = end > DATA_START ? (end - DATA_START) >> 12 : 0;
-	volatile pat_u32 *base = (volatile pat_u32 *)DATA_START;
+	pat_u32 pages = end > PAT_BAREMETAL_START ? (end - PAT_BAREMETAL_START) >> 12 : 0;
+	volatile pat_u32 *base = (volatile pat_u32 *)PAT_BAREMETAL_START;
 
 	if (pages > MAX_PAGES)
 		pages = MAX_PAGES;
@@ -109,7 +108,7 @@ void main(const struct multiboot_info *mbi)
 	puts_serial(" filled ");
 	putu(pages, 10);
 	puts_serial(" pages at 0x");
-	putu(DATA_START, 16);
+	putu(PAT_BAREMETAL_START, 16);
 	puts_serial("\n");
 	for (pat_u32 round = 1;; round++) {
 		int w, bad = pat_round(base, gen, guest, pages, round, &w);

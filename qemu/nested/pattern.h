@@ -24,6 +24,9 @@ typedef unsigned int pat_u32;
 
 #define PAT_PAGE_WORDS 1024 /* 4 KiB pages */
 
+/* Where baremetal.c puts the image in guest-physical memory (nested_test reads it there). */
+#define PAT_BAREMETAL_START (4U << 20)
+
 enum pat_kind { PAT_COMMON, PAT_ZERO, PAT_OWN };
 
 static inline enum pat_kind pat_kind(pat_u32 i)
