@@ -3,13 +3,17 @@
 # and count the TAP results. Prints "guest: N passed, N failed, N skipped"
 # and exits non-zero on any failure, splat or timeout.
 #   TESTS="sysfs_test ..."  run only these
-#   RKSM_TEST_MEM=MIB       guest memory (default 5120: scale_test's big case
-#                           holds 3 GiB of data)
-#   RKSM_TEST_TIMEOUT=S     power the guest off after S seconds (default 2400)
-# Tests listed in numa_tests run in a second, small guest with two fake NUMA
-# nodes (provider_test migrates merged pages between them). Not in the main
-# guest: there a node fills up under scale_test's big case, and compaction
-# then moves pages while tests compare PFNs.
+#   RKSM_TEST_TIMEOUT=S     power each guest off after S seconds (default 2400)
+# Three guests run side by side, each one test VM:
+#   main  every other test (2 GiB);
+#   scale scale_test, whose big case holds 3 GiB of data (5 GiB) and takes
+#         minutes; alone, it would double the time the guests take;
+#   numa  provider_test, in a small guest with two fake NUMA nodes (it
+#         migrates merged pages between them). Not in the main guest: there
+#         a node could fill up, and compaction would then move pages while
+#         tests compare PFNs.
+# Their TAP goes to build/logs/tap.txt in that order; the consoles and dmesg
+# to build/logs, build/logs/scale and build/logs/numa.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -18,9 +22,11 @@ headers=$(dirname "$kdir")/headers/include
 out=$RKSM_ROOT/build/guest
 numa_out=$RKSM_ROOT/build/guest-numa
 numa_tests="provider_test"
+scale_out=$RKSM_ROOT/build/guest-scale
+scale_tests="scale_test"
 logs=$RKSM_ROOT/build/logs
-rm -rf "$out" "$numa_out" "$logs"
-mkdir -p "$out" "$numa_out" "$logs"
+rm -rf "$out" "$numa_out" "$scale_out" "$logs"
+mkdir -p "$out" "$numa_out" "$scale_out" "$logs"
 
 cflags=(-static -O2 -g -Wall -Werror -D_GNU_SOURCE -isystem "$headers"
 	-I "$kdir/tools/testing/selftests" -I "$RKSM_ROOT/tests")
@@ -29,6 +35,7 @@ for src in "$RKSM_ROOT"/tests/*_test.c; do
 	if [ -n "${TESTS:-}" ] && ! grep -qw "$name" <<<"$TESTS"; then continue; fi
 	dest=$out
 	grep -qw "$name" <<<"$numa_tests" && dest=$numa_out
+	grep -qw "$name" <<<"$scale_tests" && dest=$scale_out
 	gcc "${cflags[@]}" -o "$dest/$name" "$src"
 done
 # mmu_notifier_test's helper module, built from a copy (no .o in tests/)
@@ -69,30 +76,47 @@ if [ -z "${TESTS:-}" ] || grep -qw bench_smoke <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-bench.sh" "$out"
 	cp "$RKSM_ROOT/tests/bench_smoke.sh" "$out/"
 fi
-cp "$RKSM_ROOT/tests/run-guest.sh" "$out/"
-cp "$RKSM_ROOT/tests/run-guest.sh" "$numa_out/"
-# On the KASAN kernel, tests that weigh free memory leave out what KASAN
-# adds (redzones, quarantined objects): run-guest.sh exports RKSM_KASAN=1.
-if grep -qx 'CONFIG_KASAN=y' "$kdir/.config"; then
-	touch "$out/kasan" "$numa_out/kasan"
-fi
+for d in "$out" "$numa_out" "$scale_out"; do
+	cp "$RKSM_ROOT/tests/run-guest.sh" "$d/"
+	# On the KASAN kernel, tests that weigh free memory leave out what KASAN
+	# adds (redzones, quarantined objects): run-guest.sh exports RKSM_KASAN=1.
+	if grep -qx 'CONFIG_KASAN=y' "$kdir/.config"; then
+		touch "$d/kasan"
+	fi
+done
+
+# guest NAME DIR MIB [vm-run options]: runs DIR's tests in a VM if it holds
+# any; TAP into $logs/NAME.tap, the exit status into $logs/NAME.rc.
+guest() {
+	local name=$1 dir=$2 mem=$3
+	shift 3
+	echo 0 >"$logs/$name.rc"
+	find "$dir" -maxdepth 1 \( -name "*_test" -o -name "*.sh" \) ! -name run-guest.sh | grep -q . ||
+		return 0
+	mkdir -p "$logs/$name"
+	"$RKSM_ROOT/scripts/vm-run" --mem "$mem" --timeout "${RKSM_TEST_TIMEOUT:-2400}" "$@" \
+		-d "$dir" --logs "$logs/$name" -- sh run-guest.sh >"$logs/$name.tap"
+	echo $? >"$logs/$name.rc"
+}
 
 set +e
-vmrc=0
 : >"$logs/tap.txt"
-if find "$out" -maxdepth 1 \( -name "*_test" -o -name "*.sh" \) ! -name run-guest.sh | grep -q .; then
-	"$RKSM_ROOT/scripts/vm-run" --mem "${RKSM_TEST_MEM:-5120}" \
-		--timeout "${RKSM_TEST_TIMEOUT:-2400}" -d "$out" --logs "$logs" -- sh run-guest.sh | tee "$logs/tap.txt"
-	vmrc=${PIPESTATUS[0]}
-fi
-if ls "$numa_out"/*_test >/dev/null 2>&1; then
-	mkdir -p "$logs/numa"
-	"$RKSM_ROOT/scripts/vm-run" --mem 1024 --append "numa=fake=2" \
-		--timeout "${RKSM_TEST_TIMEOUT:-2400}" -d "$numa_out" --logs "$logs/numa" -- sh run-guest.sh |
-		tee -a "$logs/tap.txt"
-	rc=${PIPESTATUS[0]}
+guest scale "$scale_out" 5120 &
+guest numa "$numa_out" 1024 --append "numa=fake=2" &
+guest main "$out" 2048 &
+# Show the main guest's TAP as it comes, then the others'.
+tail -n +1 --pid=$! -F "$logs/main.tap" 2>/dev/null
+wait
+vmrc=0
+for name in main scale numa; do
+	[ -f "$logs/$name.tap" ] || continue
+	[ "$name" = main ] || cat "$logs/$name.tap"
+	cat "$logs/$name.tap" >>"$logs/tap.txt"
+	rc=$(cat "$logs/$name.rc")
 	[ "$vmrc" != 0 ] || vmrc=$rc
-fi
+	# The main guest's logs stay where they always were.
+	[ "$name" != main ] || mv "$logs/main"/* "$logs/" 2>/dev/null
+done
 set -e
 
 # Count TAP results per binary. A binary that announced more tests than it

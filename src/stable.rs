@@ -38,6 +38,15 @@ pub(crate) fn live() -> usize {
     LIVE.load(AtomicOrdering::Relaxed)
 }
 
+/// Stable pages let go of while still mapped (out of memory for the tree): nothing tracks
+/// their mappings any more, only a sweep of the page tables finds them.
+static LEAKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a stable page was ever let go of while mapped.
+pub(crate) fn any_leaked() -> bool {
+    LEAKED.load(AtomicOrdering::Relaxed) != 0
+}
+
 /// A stable page's folio, found and locked by [`StablePage::lock`]: the lock that lets rksm
 /// change the node.
 struct FolioLock(core::ptr::NonNull<ffi::Page>);
@@ -349,6 +358,7 @@ impl Drop for StablePage {
             // Still mapped: the core may walk the node for as long as the page lives. Leaking
             // node and reverse map is the safe answer (the core reads data, no module code).
             pr_warn!("a stable page is still mapped; its node stays allocated\n");
+            LEAKED.fetch_add(1, AtomicOrdering::Relaxed);
             core::mem::forget(core::mem::take(&mut self.rmap));
         }
         if LIVE.fetch_sub(1, AtomicOrdering::Relaxed) == 1 {

@@ -578,7 +578,12 @@ static double thp_share(struct __test_metadata *_metadata, const char *dir, size
 	return (double)thp_kb * 1024 / size;
 }
 
-TEST(thp_after_compaction_as_ksm)
+/* Two fills, merges and compactions of most of node 1: over the harness's default 30 s. */
+FIXTURE(thp) {};
+FIXTURE_SETUP(thp) {}
+FIXTURE_TEARDOWN(thp) {}
+
+TEST_F_TIMEOUT(thp, after_compaction_as_ksm, 240)
 {
 	struct rksm_saved saved;
 	double rksm_share, ksm_share;

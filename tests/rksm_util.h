@@ -582,6 +582,13 @@ static inline int rksm_engine_setup(struct rksm_saved *s)
 
 	for (size_t i = 0; i < RKSM_NR_SAVED; i++)
 		s->ok[i] = !rksm_read(rksm_saved_knobs[i], &s->v[i]);
+	/*
+	 * rksm refuses run=1 while in-kernel KSM runs: stop KSM if a test that
+	 * compares the two was killed with it running.
+	 */
+	if (!strcmp(rksm_sysfs(), RKSM_MODULE_DIR) &&
+	    !access("/sys/kernel/mm/ksm/run", F_OK))
+		rksm_write_path("/sys/kernel/mm/ksm/run", "0");
 	err = rksm_write("run", "2");
 	if (!err)
 		err = rksm_write("run", "0");

@@ -439,6 +439,23 @@ fn thread_ticks(comm: &str) -> u64 {
     num(11) + num(12)
 }
 
+/// Seconds of CPU the named kernel thread has used: `/proc/<pid>/schedstat`'s run time in ns
+/// (CONFIG_SCHED_INFO), else its USER_HZ ticks. A classic run at full speed converges in a few
+/// hundred ms, where 10 ms ticks would be too coarse.
+fn thread_cpu_s(comm: &str) -> f64 {
+    let Some(pid) = thread_pid(comm) else { return 0.0 };
+    let ns = fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()));
+    match ns {
+        Some(ns) => ns as f64 / 1e9,
+        None => thread_ticks(comm) as f64 / 100.0,
+    }
+}
+
+/// How often a classic run samples pages saved and the scanner's CPU.
+const SAMPLE: Duration = Duration::from_millis(10);
+
 /// One measured run.
 struct Run {
     workload: String,
@@ -454,7 +471,7 @@ struct Run {
     sharing: i64,
     zero_pages: i64,
     profit: i64,
-    /// (seconds, pages saved, scanner CPU seconds) every 100 ms.
+    /// (seconds, pages saved, scanner CPU seconds) every [`SAMPLE`].
     series: Vec<(f64, i64, f64)>,
 }
 
@@ -569,8 +586,8 @@ fn measure(o: &Opts, workload: &str, speed: Speed, engine: Engine) -> Result<Run
         e.write("max_page_sharing", "256")?;
     }
     let mut workers = spawn_workers(o, workload)?;
-    let (scanned0, scans0, ticks0) =
-        (engine.read("pages_scanned"), engine.read("full_scans"), thread_ticks(engine.thread()));
+    let (scanned0, scans0, cpu0) =
+        (engine.read("pages_scanned"), engine.read("full_scans"), thread_cpu_s(engine.thread()));
     let start = Instant::now();
     engine.write("run", "1")?;
     let mut series = Vec::new();
@@ -579,11 +596,11 @@ fn measure(o: &Opts, workload: &str, speed: Speed, engine: Engine) -> Result<Run
     // nothing merges there and the pass cost is what is measured).
     let needed = if workload == "sparse" { 20 } else { 3 };
     loop {
-        sleep(Duration::from_millis(100));
+        sleep(SAMPLE);
         let t = start.elapsed().as_secs_f64();
         let sharing = engine.read("pages_sharing") + engine.read("ksm_zero_pages");
         let scans = engine.read("full_scans") - scans0;
-        let cpu = (thread_ticks(engine.thread()) - ticks0) as f64 / 100.0;
+        let cpu = thread_cpu_s(engine.thread()) - cpu0;
         series.push((t, sharing, cpu));
         match stable_since {
             Some((s, since)) if s == sharing => {
@@ -598,7 +615,7 @@ fn measure(o: &Opts, workload: &str, speed: Speed, engine: Engine) -> Result<Run
             break;
         }
     }
-    let cpu_s = (thread_ticks(engine.thread()) - ticks0) as f64 / 100.0;
+    let cpu_s = thread_cpu_s(engine.thread()) - cpu0;
     let run = {
         let sharing = engine.read("pages_sharing");
         let zero_pages = engine.read("ksm_zero_pages").max(0);
@@ -654,7 +671,7 @@ fn report(runs: &[Run]) -> String {
     for r in runs {
         let _ = writeln!(
             out,
-            "{:<9} {:<8} {:<5} {:>8.2}s {:>8.2}s {:>8.2} {:>9} {:>7} {:>9} {:>8.3}ms {:>8.2}ms {:>12}",
+            "{:<9} {:<8} {:<5} {:>8.3}s {:>8.3}s {:>8.3} {:>9} {:>7} {:>9} {:>8.3}ms {:>8.2}ms {:>12}",
             r.workload,
             r.speed,
             r.engine.name(),
@@ -709,7 +726,7 @@ fn json(
     let mut out = String::from("{\n  \"runs\": [\n");
     for (i, r) in runs.iter().enumerate() {
         let series: Vec<String> =
-            r.series.iter().map(|(t, s, c)| format!("[{t:.3},{s},{c:.2}]")).collect();
+            r.series.iter().map(|(t, s, c)| format!("[{t:.3},{s},{c:.4}]")).collect();
         let _ = write!(
             out,
             "    {{\"workload\": \"{}\", \"speed\": \"{}\", \"engine\": \"{}\", \"converge_s\": {}, \

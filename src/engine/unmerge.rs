@@ -195,21 +195,37 @@ impl Engine {
             }
             slot.pass.forget();
         }
-        // The merges rksm recorded first: cheap, one lookup each.
-        for node in self.stable.buckets().flat_map(|b| b.iter()) {
-            for &loc in node.rmap.iter() {
-                let Some(user) = self.mms.get(loc.tag()).and_then(|s| s.mm.mmget_not_zero()) else {
-                    continue;
-                };
-                let locked = Locked::new(&user);
-                if locked.maps_stable_page(loc.addr()) {
-                    let _ = locked.break_cow(loc.addr());
+        // The merges rksm recorded first, sorted by mm and address: one lock hold per batch
+        // of an mm's records, not one per record. Without memory for the sorted copy, one at
+        // a time.
+        let mut locs: KVVec<Loc> = KVVec::new();
+        let total = self
+            .stable
+            .buckets()
+            .flat_map(|b| b.iter())
+            .map(|n| n.rmap.len())
+            .sum();
+        if locs.reserve(total, GFP_KERNEL).is_ok() {
+            for node in self.stable.buckets().flat_map(|b| b.iter()) {
+                for &loc in node.rmap.iter() {
+                    let _ = locs.push_within_capacity(loc);
+                }
+            }
+            locs.sort_unstable();
+            self.break_recorded(&locs);
+        } else {
+            for node in self.stable.buckets().flat_map(|b| b.iter()) {
+                for &loc in node.rmap.iter() {
+                    self.break_recorded(core::slice::from_ref(&loc));
                 }
             }
         }
-        // Then whatever forks copied: sweep until nothing maps a stable page.
-        for round in 0..SWEEPS {
-            if round > 0 && self.stable_mapped() == 0 {
+        drop(locs);
+        // Then whatever forks copied: sweep until nothing maps a stable page. The mapcounts
+        // count those copies too, so with none left (and no page let go of while mapped) there
+        // is nothing to sweep for: a sweep looks at every page of every mergeable VMA.
+        for _ in 0..SWEEPS {
+            if self.stable_mapped() == 0 && !stable::any_leaked() {
                 break;
             }
             self.sweep_stable_mappings();
@@ -224,6 +240,31 @@ impl Engine {
         self.current = None;
         self.in_pass = false;
         stats::set(Stat::FullScans, 0);
+    }
+
+    /// Breaks the merges at `locs` (sorted by mm, then address) that still map a stable page:
+    /// each mm's lock is held for up to [`BATCH`] of them at a time.
+    fn break_recorded(&self, locs: &[Loc]) {
+        for run in locs.chunk_by(|a, b| a.tag() == b.tag()) {
+            let Some(user) = run
+                .first()
+                .and_then(|l| self.mms.get(l.tag()))
+                .and_then(|s| s.mm.mmget_not_zero())
+            else {
+                continue;
+            };
+            for batch in run.chunks(BATCH) {
+                let locked = Locked::new(&user);
+                for loc in batch {
+                    if locked.maps_stable_page(loc.addr()) {
+                        let _ = locked.break_cow(loc.addr());
+                    }
+                }
+                drop(locked);
+                // SAFETY: Process context, no spinlock held.
+                unsafe { ffi::rksm_cond_resched() };
+            }
+        }
     }
 
     fn stable_mapped(&self) -> u64 {
