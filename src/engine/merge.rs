@@ -32,7 +32,7 @@ impl Engine {
     ) -> u32 {
         let zero_only = knobs.policy.zero_pages_only;
         if (knobs.use_zero_pages || zero_only) && hash == self.zero_hash && page.is_zero() {
-            let merged = merge_in(&self.mms, self.policy.merge_exec, tag, addr, |vma| {
+            let merged = merge_in(&self.mms, self.policy.merge_exec, tag, addr, |_, vma| {
                 mm::zero_page(vma, addr, page)
             })
             .is_ok();
@@ -95,7 +95,7 @@ impl Engine {
         if !node.page.make_room() || node.rmap.reserve(1, GFP_KERNEL).is_err() {
             return false;
         }
-        let merged = merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+        let merged = merge_in(&self.mms, merge_exec, tag, addr, |_, vma| {
             node.page.merge(vma, addr, page, &own)
         })
         .is_ok();
@@ -128,7 +128,7 @@ impl Engine {
             return;
         }
         // Not a merge: a failure is `Gone`, which no merge counter counts.
-        let adopted = merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+        let adopted = merge_in(&self.mms, merge_exec, tag, addr, |_, vma| {
             if node.page.adopt(vma, addr) {
                 Ok(false)
             } else {
@@ -169,15 +169,78 @@ impl Engine {
             else {
                 return false;
             };
-            let other = self.page_at(entry.loc.tag(), entry.loc.addr());
             // Merging, changed, or gone (unmapped, not mergeable any more): out of the tree.
             self.unstable.remove(entry);
             self.leave_unstable(entry.loc);
-            if let Some(other) = other.filter(|o| o.same_content(page)) {
-                return self.merge_pair(loc, page, entry.loc, other, hash);
+            match self.pair_at_twin(hash, entry.loc, (loc, page)) {
+                Twin::Merged => return true,
+                Twin::Failed => return false,
+                Twin::Differs => continue,
+                Twin::Other(other) => return self.merge_pair(loc, page, entry.loc, other, hash),
             }
         }
         false
+    }
+
+    /// The usual pair: under one hold of its mm's lock, finds the twin at `twin_loc`, compares
+    /// it with `second`'s page and makes it the stable page in place; then maps that in place
+    /// of `second`'s page. Two mmap lock holds, where finding the twin first and then making
+    /// `second`'s page stable takes three. [`Twin::Other`] hands the twin back when it cannot
+    /// be the stable page: a fork shares it, or it shares a THP with `second`'s page.
+    fn pair_at_twin(&mut self, hash: u64, twin_loc: Loc, second: (Loc, &PageRef)) -> Twin {
+        let (loc, page) = second;
+        let (Ok(mut stable), Ok(mut rmap)) =
+            (StablePage::new(), KVVec::with_capacity(2, GFP_KERNEL))
+        else {
+            return Twin::Failed;
+        };
+        let (twin_tag, twin_addr) = (twin_loc.tag(), twin_loc.addr());
+        let mut outcome = Twin::Differs;
+        let made = merge_in(
+            &self.mms,
+            self.policy.merge_exec,
+            twin_tag,
+            twin_addr,
+            |locked, vma| {
+                let twin = locked
+                    .anon_page_at(twin_addr)
+                    .filter(|t| t.same_content(page))
+                    .ok_or(MergeError::Gone)?;
+                if twin.same_folio(page) {
+                    outcome = Twin::Other(twin);
+                    return Err(MergeError::Shared);
+                }
+                let made = stable.make(vma, twin_addr, &twin);
+                if made == Err(MergeError::Shared) {
+                    outcome = Twin::Other(twin);
+                } else if made.is_err() {
+                    outcome = Twin::Failed;
+                }
+                made
+            },
+        );
+        if made.is_err() {
+            return outcome;
+        }
+        let _ = rmap.push_within_capacity(twin_loc);
+        let merge_exec = self.policy.merge_exec;
+        let merged = stable.page().is_some_and(|own| {
+            merge_in(&self.mms, merge_exec, loc.tag(), loc.addr(), |_, vma| {
+                stable.merge(vma, loc.addr(), page, &own)
+            })
+            .is_ok()
+        });
+        if !merged {
+            // Undone: the twin gets a private page again, and the stable page goes with it.
+            self.unmerge_at(twin_tag, twin_addr);
+            if !stable.try_detach(false) {
+                self.insert_stable(hash, stable, rmap);
+            }
+            return Twin::Failed;
+        }
+        let _ = rmap.push_within_capacity(loc);
+        self.insert_stable(hash, stable, rmap);
+        Twin::Merged
     }
 
     /// The page at `loc` left the unstable tree: its record no longer counts in
@@ -236,7 +299,7 @@ impl Engine {
         // The records' room first, so that a merge is never left without its record.
         let mut rmap = KVVec::with_capacity(2, GFP_KERNEL).map_err(|_| MergeError::Gone)?;
         let merge_exec = self.policy.merge_exec;
-        merge_in(&self.mms, merge_exec, tag, addr, |vma| {
+        merge_in(&self.mms, merge_exec, tag, addr, |_, vma| {
             stable.make(vma, addr, page)
         })?;
         let found;
@@ -249,7 +312,7 @@ impl Engine {
         };
         let merged = stable.page().is_some_and(|own| {
             other.is_some_and(|o| {
-                merge_in(&self.mms, merge_exec, other_tag, other_addr, |vma| {
+                merge_in(&self.mms, merge_exec, other_tag, other_addr, |_, vma| {
                     stable.merge(vma, other_addr, o, &own)
                 })
                 .is_ok()
@@ -310,13 +373,13 @@ impl Engine {
 }
 
 /// Runs the merge `op` on the mergeable VMA at `addr` of the mm tagged `tag`, under its mmap
-/// lock. Counts why not, if not.
+/// lock (which `op` gets too, to look at other addresses). Counts why not, if not.
 fn merge_in(
     mms: &MmTable,
     merge_exec: bool,
     tag: Tag,
     addr: usize,
-    op: impl FnOnce(&VmaRef) -> core::result::Result<bool, MergeError>,
+    op: impl FnOnce(&Locked<'_>, &VmaRef) -> core::result::Result<bool, MergeError>,
 ) -> core::result::Result<(), MergeError> {
     let user = mms
         .get(tag)
@@ -326,7 +389,7 @@ fn merge_in(
     let vma = locked
         .mergeable_vma(addr, merge_exec)
         .ok_or(MergeError::Gone)?;
-    let err = match op(vma) {
+    let err = match op(&locked, vma) {
         Ok(split) => {
             if split {
                 stats::add(Stat::ThpSplit, 1);
@@ -343,4 +406,16 @@ fn merge_in(
     };
     stats::add(reason, 1);
     Err(err)
+}
+
+/// How [`Engine::pair_at_twin`] ended.
+enum Twin {
+    /// Both pages map the new stable page.
+    Merged,
+    /// The twin is gone or its bytes differ: the next entry of the hash may be the one.
+    Differs,
+    /// The pages are twins but did not merge (pinned, contended, no memory).
+    Failed,
+    /// The twin cannot be the stable page; here it is, for the other order.
+    Other(PageRef),
 }

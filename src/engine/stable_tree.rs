@@ -104,9 +104,17 @@ impl StableTree {
     }
 
     /// A stable page with `page`'s content (and hash) that has room for one more mapping.
+    ///
+    /// In the usual bucket, one page, its bytes are not compared here: the merge compares them
+    /// under the page-table lock anyway, and the key is a secret hash, so a page that merely
+    /// shares it is a 2^-64 accident that costs one failed merge. Only a bucket of several
+    /// pages is searched by content.
     pub(crate) fn find(&self, hash: u64, page: &PageRef, max_sharing: u32) -> Option<Slot> {
         let bucket = self.tree.get(&hash)?;
-        let (lo, hi) = Self::equal_range(bucket, page);
+        let (lo, hi) = match bucket.as_slice() {
+            [_] => (0, 1),
+            _ => Self::equal_range(bucket, page),
+        };
         (lo..hi)
             .rev()
             .take(CHAIN_LOOKS)
