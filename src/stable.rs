@@ -138,10 +138,14 @@ impl StablePage {
     /// How many PTEs map it now (the ground truth: forks add mappings rksm never sees), or
     /// `None` if it is gone.
     pub(crate) fn mapcount(&self) -> Option<u32> {
-        let page = self.page()?;
+        self.page().map(|page| Self::mapcount_of(&page))
+    }
+
+    /// How many PTEs map `own`, this page as [`StablePage::page`] found it.
+    pub(crate) fn mapcount_of(own: &PageRef) -> u32 {
         // SAFETY: The `PageRef` holds a reference on the page.
-        let n = unsafe { ffi::rksm_stable_mapcount(page.as_raw()) };
-        Some(u32::try_from(n).unwrap_or(0))
+        let n = unsafe { ffi::rksm_stable_mapcount(own.as_raw()) };
+        u32::try_from(n).unwrap_or(0)
     }
 
     /// How this page's bytes compare with `page`'s (`None` if it is gone).

@@ -81,14 +81,11 @@ impl Engine {
         hash: u64,
         max_sharing: u32,
     ) -> bool {
-        let Some(slot) = self.stable.find(hash, page, max_sharing) else {
+        let Some((slot, own)) = self.stable.find(hash, page, max_sharing) else {
             return false;
         };
         let merge_exec = self.policy.merge_exec;
         let Some(node) = self.stable.get_mut(slot) else {
-            return false;
-        };
-        let Some(own) = node.page.page() else {
             return false;
         };
         // Room for both records first, so that a merge is never left without one.

@@ -356,8 +356,7 @@ impl Engine {
         // `pages_unshared` counts records with IN_UNSTABLE. The page leaves the previous pass's
         // unstable tree now and may join this pass's: one update at the end, so a reader never
         // sees the page counted out and back in.
-        let was_unshared = slot.pass.take_prev_unstable(addr);
-        let prev = slot.pass.prev_record(addr);
+        let (prev, was_unshared) = slot.pass.take_prev(addr);
         let record = match found {
             Found::Zero { .. } => match prev {
                 // Still the zero page we put there: keep counting it.

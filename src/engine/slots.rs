@@ -91,9 +91,15 @@ impl PassState {
         self.bytes = now;
     }
 
-    /// The previous pass's record of `addr`.
-    pub(crate) fn prev_record(&self, addr: usize) -> Option<Record> {
-        pass::find(&self.prev, addr).and_then(|i| self.prev.get(i).copied())
+    /// The previous pass's record of `addr`, with IN_UNSTABLE cleared (the page is being
+    /// visited again), and whether it was set: one search for both.
+    pub(crate) fn take_prev(&mut self, addr: usize) -> (Option<Record>, bool) {
+        let Some(r) = pass::find(&self.prev, addr).and_then(|i| self.prev.get_mut(i)) else {
+            return (None, false);
+        };
+        let was = r.unshared();
+        r.flags &= !pass::IN_UNSTABLE;
+        (Some(*r), was)
     }
 
     /// Clears IN_UNSTABLE on the previous pass's record of `addr`; whether it was set.

@@ -109,22 +109,22 @@ impl StableTree {
     /// under the page-table lock anyway, and the key is a secret hash, so a page that merely
     /// shares it is a 2^-64 accident that costs one failed merge. Only a bucket of several
     /// pages is searched by content.
-    pub(crate) fn find(&self, hash: u64, page: &PageRef, max_sharing: u32) -> Option<Slot> {
+    /// Returns the stable page too, with a reference, as its mapping count was checked.
+    pub(crate) fn find(
+        &self,
+        hash: u64,
+        page: &PageRef,
+        max_sharing: u32,
+    ) -> Option<(Slot, PageRef)> {
         let bucket = self.tree.get(&hash)?;
         let (lo, hi) = match bucket.as_slice() {
             [_] => (0, 1),
             _ => Self::equal_range(bucket, page),
         };
-        (lo..hi)
-            .rev()
-            .take(CHAIN_LOOKS)
-            .find(|&i| {
-                bucket
-                    .get(i)
-                    .and_then(|n| n.page.mapcount())
-                    .is_some_and(|m| m < max_sharing)
-            })
-            .map(|index| Slot { hash, index })
+        (lo..hi).rev().take(CHAIN_LOOKS).find_map(|index| {
+            let own = bucket.get(index)?.page.page()?;
+            (StablePage::mapcount_of(&own) < max_sharing).then_some((Slot { hash, index }, own))
+        })
     }
 
     /// Where the stable page `page` (a mapping of it, with tree key `hash`) is in the tree. Its
