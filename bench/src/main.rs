@@ -483,8 +483,9 @@ struct Run {
     profit: i64,
     /// (seconds, pages saved, scanner CPU seconds) every [`SAMPLE`].
     series: Vec<(f64, i64, f64)>,
-    /// The time to converge of every repetition, sorted; this run is their median.
-    converge_all: Vec<f64>,
+    /// (time to converge, CPU per merged page) of every repetition, in run order; this run is
+    /// the median by time to converge.
+    reps: Vec<(f64, f64)>,
 }
 
 impl Run {
@@ -646,13 +647,27 @@ fn measure(o: &Opts, workload: &str, speed: Speed, engine: Engine) -> Result<Run
             zero_pages,
             profit: engine.read("general_profit"),
             series,
-            converge_all: Vec::new(),
+            reps: Vec::new(),
         }
     };
     engine.write("run", "0")?;
     workers.stop();
     reset(&o.engines)?;
     Ok(run)
+}
+
+/// The median over repetitions of rksm's figure `f` over KSM's in the same turn (the two ran
+/// one after the other, so the host's noise hits both alike); `None` without repetitions.
+fn turns_ratio(r: &Run, k: &Run, f: impl Fn(&(f64, f64)) -> f64) -> Option<String> {
+    if r.reps.len() < 2 || r.reps.len() != k.reps.len() {
+        return None;
+    }
+    let mut q: Vec<f64> = r.reps.iter().zip(&k.reps).map(|(a, b)| f(a) / f(b)).collect();
+    if q.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    q.sort_by(f64::total_cmp);
+    q.get(q.len() / 2).map(|m| format!("{m:.2}"))
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -702,8 +717,8 @@ fn report(runs: &[Run]) -> String {
     let _ = writeln!(
         out,
         "(sampled every 10 ms; full speed: each engine's median run of {} by time to converge, \
-         the engines taking turns)",
-        runs.iter().map(|r| r.converge_all.len()).max().unwrap_or(1)
+         the engines taking turns; the ratios below are then the medians of the turns' ratios)",
+        runs.iter().map(|r| r.reps.len()).max().unwrap_or(1)
     );
     let _ = writeln!(out, "\nrksm/KSM ratios (below 1 means rksm is better, saved: equal is best)");
     let _ = writeln!(out, "{:<9} {:<8} {:>9} {:>10} {:>9} {:>7}", "workload", "speed", "converge", "cpu/merge", "cpu/scan", "saved");
@@ -719,8 +734,9 @@ fn report(runs: &[Run]) -> String {
             "{:<9} {:<8} {:>9} {:>10} {:>9} {:>7}",
             r.workload,
             r.speed,
-            ratio(r.converge_s, k.converge_s),
-            ratio(r.cpu_per_merged_ms(), k.cpu_per_merged_ms()),
+            turns_ratio(r, k, |p| p.0).unwrap_or_else(|| ratio(r.converge_s, k.converge_s)),
+            turns_ratio(r, k, |p| p.1)
+                .unwrap_or_else(|| ratio(r.cpu_per_merged_ms(), k.cpu_per_merged_ms())),
             ratio(r.cpu_per_scan_ms(), k.cpu_per_scan_ms()),
             ratio(r.saved_pages() as f64, k.saved_pages() as f64)
         );
@@ -751,7 +767,7 @@ fn json(
             "    {{\"workload\": \"{}\", \"speed\": \"{}\", \"engine\": \"{}\", \"converge_s\": {}, \
              \"converge_cpu_s\": {}, \"cpu_s\": {}, \"pages_scanned\": {}, \"full_scans\": {}, \"pages_sharing\": {}, \
              \"ksm_zero_pages\": {}, \"general_profit\": {}, \"cpu_per_merged_page_ms\": {}, \
-             \"cpu_per_full_scan_ms\": {}, \"converge_all\": [{}], \"series\": [{}]}}{}\n",
+             \"cpu_per_full_scan_ms\": {}, \"reps\": [{}], \"series\": [{}]}}{}\n",
             r.workload,
             r.speed,
             r.engine.name(),
@@ -765,7 +781,7 @@ fn json(
             r.profit,
             num(r.cpu_per_merged_ms()),
             num(r.cpu_per_scan_ms()),
-            r.converge_all.iter().map(|&c| num(c)).collect::<Vec<_>>().join(","),
+            r.reps.iter().map(|&(c, m)| format!("[{},{}]", num(c), num(m))).collect::<Vec<_>>().join(","),
             series.join(","),
             if i + 1 < runs.len() { "," } else { "" }
         );
@@ -805,11 +821,12 @@ fn main() {
                         }
                     }
                     for mut t in tries {
+                        let reps: Vec<(f64, f64)> =
+                            t.iter().map(|r| (r.converge_s, r.cpu_per_merged_ms())).collect();
                         t.sort_by(|a, b| a.converge_s.total_cmp(&b.converge_s));
-                        let all: Vec<f64> = t.iter().map(|r| r.converge_s).collect();
                         let mid = t.len() / 2;
                         if let Some(mut run) = t.into_iter().nth(mid) {
-                            run.converge_all = all;
+                            run.reps = reps;
                             runs.push(run);
                         }
                     }
