@@ -314,7 +314,7 @@ extern "C" {
     ) -> c_int;
     /// What `addr` maps now: `HIT_ZERO`, `HIT_STABLE`, `HIT_SWAP` or 0.
     pub(crate) fn rksm_pte_kind(mm: *mut Mm, addr: c_ulong) -> c_int;
-    /// Gives `addr` a private anonymous page again (a forced write fault).
+    /// Gives `addr` a private anonymous page again (an unsharing fault).
     pub(crate) fn rksm_break_cow(mm: *mut Mm, addr: c_ulong) -> c_int;
     /// xxh64 of an all-zero page.
     pub(crate) fn rksm_zero_page_hash() -> u64;

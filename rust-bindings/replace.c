@@ -245,15 +245,31 @@ out_unlock:
 }
 
 /*
- * Give @addr a private anonymous page again: a forced write fault, as a
- * write through /proc/pid/mem does, makes the kernel's COW copy the zero or
- * stable page. mmap_lock held for read (locked == NULL: GUP keeps it held).
+ * Give @addr a private anonymous page again, as KSM's break_ksm() does: an
+ * unsharing fault makes the kernel's COW copy the stable or zero page into a
+ * page of the process's own, still read-only (nothing is written, so nothing
+ * is dirtied). The fault may back out (a racing update of the PTE): callers
+ * look again and retry, as KSM's loop does. A VMA that is not a COW mapping
+ * (rksm merges only in private anonymous ones) takes a forced write fault
+ * through GUP instead, as a write through /proc/pid/mem does. mmap_lock held
+ * for read; the fault never drops it (no FAULT_FLAG_ALLOW_RETRY).
  */
 int rksm_break_cow(struct mm_struct *mm, unsigned long addr)
 {
+	struct vm_area_struct *vma = vma_lookup(mm, addr);
 	struct page *page;
-	long n = get_user_pages_remote(mm, addr, 1, FOLL_WRITE | FOLL_FORCE, &page, NULL);
+	vm_fault_t ret;
+	long n;
 
+	if (!vma)
+		return -EFAULT;
+	if (vma_is_cow_mapping(vma)) {
+		ret = handle_mm_fault(vma, addr, FAULT_FLAG_UNSHARE | FAULT_FLAG_REMOTE, NULL);
+		if (ret & VM_FAULT_OOM)
+			return -ENOMEM;
+		return ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV) ? -EFAULT : 0;
+	}
+	n = get_user_pages_remote(mm, addr, 1, FOLL_WRITE | FOLL_FORCE, &page, NULL);
 	if (n != 1)
 		return n < 0 ? n : -EFAULT;
 	put_page(page);

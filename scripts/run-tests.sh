@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Build the kselftests in tests/ statically, run them all in one test VM,
-# and count the TAP results. Prints "guest: N passed, N failed, N skipped"
+# Build the kselftests in tests/ statically, run them in three test VMs side
+# by side, and count the TAP results. Prints "guest: N passed, N failed, N skipped"
 # and exits non-zero on any failure, splat or timeout.
 #   TESTS="sysfs_test ..."  run only these
 #   RKSM_TEST_TIMEOUT=S     power each guest off after S seconds (default 2400)
 # Three guests run side by side, each one test VM:
 #   main  every other test (2 GiB);
 #   scale scale_test, whose big case holds 3 GiB of data (5 GiB) and takes
-#         minutes; alone, it would double the time the guests take;
+#         minutes: in line with the others it would nearly double the time
+#         the guests take, so it starts as soon as it is built;
 #   numa  provider_test, in a small guest with two fake NUMA nodes (it
 #         migrates merged pages between them). Not in the main guest: there
 #         a node could fill up, and compaction would then move pages while
@@ -28,6 +29,39 @@ logs=$RKSM_ROOT/build/logs
 rm -rf "$out" "$numa_out" "$scale_out" "$logs"
 mkdir -p "$out" "$numa_out" "$scale_out" "$logs"
 
+# guest NAME DIR MIB [vm-run options]: runs DIR's tests in a VM if it holds
+# any; TAP into $logs/NAME.tap, the exit status into $logs/NAME.rc.
+guest() {
+	local name=$1 dir=$2 mem=$3
+	shift 3
+	echo 0 >"$logs/$name.rc"
+	find "$dir" -maxdepth 1 \( -name "*_test" -o -name "*.sh" \) ! -name run-guest.sh | grep -q . ||
+		return 0
+	mkdir -p "$logs/$name"
+	"$RKSM_ROOT/scripts/vm-run" --mem "$mem" --timeout "${RKSM_TEST_TIMEOUT:-2400}" "$@" \
+		-d "$dir" --logs "$logs/$name" -- sh run-guest.sh >"$logs/$name.tap"
+	echo $? >"$logs/$name.rc"
+}
+
+# A guest started here and still running when the script fails is stopped
+# with everything under it.
+kill_tree() {
+	local c
+	for c in $(pgrep -P "$1"); do kill_tree "$c"; done
+	kill "$1" 2>/dev/null || true
+}
+scale_pid=""
+trap '[ -z "$scale_pid" ] || kill_tree "$scale_pid"' EXIT
+
+for d in "$out" "$numa_out" "$scale_out"; do
+	cp "$RKSM_ROOT/tests/run-guest.sh" "$d/"
+	# On the KASAN kernel, tests that weigh free memory leave out what KASAN
+	# adds (redzones, quarantined objects): run-guest.sh exports RKSM_KASAN=1.
+	if grep -qx 'CONFIG_KASAN=y' "$kdir/.config"; then
+		touch "$d/kasan"
+	fi
+done
+
 cflags=(-static -O2 -g -Wall -Werror -D_GNU_SOURCE -isystem "$headers"
 	-I "$kdir/tools/testing/selftests" -I "$RKSM_ROOT/tests")
 for src in "$RKSM_ROOT"/tests/*_test.c; do
@@ -38,6 +72,10 @@ for src in "$RKSM_ROOT"/tests/*_test.c; do
 	grep -qw "$name" <<<"$scale_tests" && dest=$scale_out
 	gcc "${cflags[@]}" -o "$dest/$name" "$src"
 done
+# The scale guest has the longest run: it starts now, while the rest builds.
+: >"$logs/tap.txt"
+guest scale "$scale_out" 5120 &
+scale_pid=$!
 # mmu_notifier_test's helper module, built from a copy (no .o in tests/)
 # against the test kernel; the test loads it from ./ in the guest.
 if [ -x "$out/mmu_notifier_test" ]; then
@@ -76,37 +114,14 @@ if [ -z "${TESTS:-}" ] || grep -qw bench_smoke <<<"$TESTS"; then
 	"$RKSM_ROOT/scripts/build-bench.sh" "$out"
 	cp "$RKSM_ROOT/tests/bench_smoke.sh" "$out/"
 fi
-for d in "$out" "$numa_out" "$scale_out"; do
-	cp "$RKSM_ROOT/tests/run-guest.sh" "$d/"
-	# On the KASAN kernel, tests that weigh free memory leave out what KASAN
-	# adds (redzones, quarantined objects): run-guest.sh exports RKSM_KASAN=1.
-	if grep -qx 'CONFIG_KASAN=y' "$kdir/.config"; then
-		touch "$d/kasan"
-	fi
-done
-
-# guest NAME DIR MIB [vm-run options]: runs DIR's tests in a VM if it holds
-# any; TAP into $logs/NAME.tap, the exit status into $logs/NAME.rc.
-guest() {
-	local name=$1 dir=$2 mem=$3
-	shift 3
-	echo 0 >"$logs/$name.rc"
-	find "$dir" -maxdepth 1 \( -name "*_test" -o -name "*.sh" \) ! -name run-guest.sh | grep -q . ||
-		return 0
-	mkdir -p "$logs/$name"
-	"$RKSM_ROOT/scripts/vm-run" --mem "$mem" --timeout "${RKSM_TEST_TIMEOUT:-2400}" "$@" \
-		-d "$dir" --logs "$logs/$name" -- sh run-guest.sh >"$logs/$name.tap"
-	echo $? >"$logs/$name.rc"
-}
 
 set +e
-: >"$logs/tap.txt"
-guest scale "$scale_out" 5120 &
 guest numa "$numa_out" 1024 --append "numa=fake=2" &
 guest main "$out" 2048 &
 # Show the main guest's TAP as it comes, then the others'.
 tail -n +1 --pid=$! -F "$logs/main.tap" 2>/dev/null
 wait
+scale_pid=""
 vmrc=0
 for name in main scale numa; do
 	[ -f "$logs/$name.tap" ] || continue

@@ -155,7 +155,7 @@ impl<'a> Locked<'a> {
         kind == ffi::HIT_STABLE as c_int || kind == ffi::HIT_SWAP as c_int
     }
 
-    /// Breaks a merge at `addr` with a forced write fault.
+    /// Breaks a merge at `addr` with an unsharing fault, as KSM's `break_ksm` does.
     pub(crate) fn break_cow(&self, addr: usize) -> Result {
         // SAFETY: The mmap lock is held and the mm is pinned (`MmWithUser`).
         let err = unsafe { ffi::rksm_break_cow(self.raw_mm(), addr as c_ulong) };

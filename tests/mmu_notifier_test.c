@@ -8,7 +8,7 @@
  *  - every page whose PTE rksmd changed (all of them: replaced by another
  *    page, or write-protected in place as the stable page) got an
  *    MMU_NOTIFY_CLEAR invalidation covering it from rksmd;
- *  - run=2, which gives every page a private copy again (a forced COW
+ *  - run=2, which gives every page a private copy again (a COW
  *    fault), invalidated every page once more.
  * The "stable" variant merges into rksm's stable pages (a second buffer in
  * the same process holds the same contents), the "zero" variant merges
