@@ -118,6 +118,7 @@ impl StableTree {
     /// under the page-table lock anyway, and the key is a secret hash, so a page that merely
     /// shares it is a 2^-64 accident that costs one failed merge. Only a bucket of several
     /// pages is searched by content.
+    ///
     /// Returns the stable page too, with a reference, as its mapping count was checked.
     pub(crate) fn find(
         &self,
