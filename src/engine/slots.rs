@@ -128,8 +128,12 @@ impl PassState {
         if self.next.last().is_some_and(|l| l.addr >= record.addr) {
             self.next_sorted = false;
         }
+        let cap = self.next.capacity();
         let pushed = self.next.push(record, GFP_KERNEL).is_ok();
-        self.account();
+        if self.next.capacity() != cap {
+            // The bytes follow the capacities, which seldom move.
+            self.account();
+        }
         pushed
     }
 
