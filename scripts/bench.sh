@@ -14,26 +14,11 @@ set -euo pipefail
 results=$RKSM_ROOT/bench/results
 work=$(mktemp -d /tmp/rksm-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-if [ "${BENCH_KERNEL:-bench}" = test ]; then
-	kdir=$(rksm_kdir) || die "no test kernel: run 'make kernel'"
-	ko=$RKSM_ROOT/rksm.ko
-else
-	# The bench kernel: the test kernel's config without lockdep and the other
-	# debugging (qemu/bench-kernel.config), built once and cached. rksm is
-	# built against it from a copy of the sources.
-	kdir=$(RKSM_KERNEL_FLAVOR=bench "$RKSM_ROOT/scripts/build-kernel.sh" | tail -n 1)
-	mkdir -p "$work/module"
-	cp -r "$RKSM_ROOT/Kbuild" "$RKSM_ROOT/src" "$RKSM_ROOT/rust-bindings" "$work/module/"
-	find "$work/module" \( -name '*.o' -o -name '.*.cmd' -o -name '*.d' \) -delete
-	KDIR=$kdir kmake M="$work/module" modules >"$work/module/build.log" 2>&1 ||
-		{ tail -n 30 "$work/module/build.log"; die "building rksm for the bench kernel failed"; }
-	ko=$work/module/rksm.ko
-fi
-export KDIR=$kdir RKSM_KO=$ko
-say "benchmarking on $kdir"
+rksm_bench_target "$work"
+say "benchmarking on $KDIR"
 "$RKSM_ROOT/scripts/build-bench.sh" "$work"
 # vm-image: a realistic mix of code, data and zeros, the kind a guest holds.
-cp "$kdir/vmlinux" "$kdir/arch/x86/boot/bzImage" "$ko" "$work/"
+cp "$KDIR/vmlinux" "$KDIR/arch/x86/boot/bzImage" "$RKSM_KO" "$work/"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$results"
 log=$work/out.txt

@@ -44,3 +44,27 @@ kmake() {
 	LIBCLANG_PATH=${LIBCLANG_PATH:-$(rksm_libclang_path)} \
 		make -C "$kdir" ARCH=x86_64 "${KRUST[@]}" "${extra[@]}" "$@"
 }
+
+# The kernel and module a benchmark guest runs (scripts/bench.sh, profile.sh),
+# exported as KDIR and RKSM_KO. BENCH_KERNEL=test: the test kernel (lockdep,
+# DEBUG_VM) and ./rksm.ko. Otherwise the bench kernel: the test kernel's
+# config without lockdep and the other debugging (qemu/bench-kernel.config),
+# built once and cached, with rksm built against it from a copy of the
+# sources in DIR/module.
+rksm_bench_target() { # DIR
+	local work=$1 kdir ko
+	if [ "${BENCH_KERNEL:-bench}" = test ]; then
+		kdir=$(rksm_kdir) || die "no test kernel: run 'make kernel'"
+		ko=$RKSM_ROOT/rksm.ko
+		[ -f "$ko" ] || die "no $ko: run 'make'"
+	else
+		kdir=$(RKSM_KERNEL_FLAVOR=bench "$RKSM_ROOT/scripts/build-kernel.sh" | tail -n 1)
+		mkdir -p "$work/module"
+		cp -r "$RKSM_ROOT/Kbuild" "$RKSM_ROOT/src" "$RKSM_ROOT/rust-bindings" "$work/module/"
+		find "$work/module" \( -name '*.o' -o -name '.*.cmd' -o -name '*.d' \) -delete
+		KDIR=$kdir kmake M="$work/module" modules >"$work/module/build.log" 2>&1 ||
+			{ tail -n 30 "$work/module/build.log"; die "building rksm for the bench kernel failed"; }
+		ko=$work/module/rksm.ko
+	fi
+	export KDIR=$kdir RKSM_KO=$ko
+}

@@ -19,24 +19,11 @@ freq=${PROFILE_FREQ:-10000}
 perf=$(command -v perf) || die "perf is missing: apt-get install linux-perf"
 work=$(mktemp -d /tmp/rksm-profile.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-if [ "${BENCH_KERNEL:-bench}" = test ]; then
-	kdir=$(rksm_kdir) || die "no test kernel: run 'make kernel'"
-	ko=$RKSM_ROOT/rksm.ko
-	[ -f "$ko" ] || die "no $ko: run 'make'"
-else
-	kdir=$(RKSM_KERNEL_FLAVOR=bench "$RKSM_ROOT/scripts/build-kernel.sh" | tail -n 1)
-	mkdir -p "$work/module"
-	cp -r "$RKSM_ROOT/Kbuild" "$RKSM_ROOT/src" "$RKSM_ROOT/rust-bindings" "$work/module/"
-	find "$work/module" \( -name '*.o' -o -name '.*.cmd' -o -name '*.d' \) -delete
-	KDIR=$kdir kmake M="$work/module" modules >"$work/module/build.log" 2>&1 ||
-		{ tail -n 30 "$work/module/build.log"; die "building rksm for the bench kernel failed"; }
-	ko=$work/module/rksm.ko
-fi
-export KDIR=$kdir RKSM_KO=$ko
+rksm_bench_target "$work"
 guest=$work/guest
 mkdir -p "$guest/perf/lib"
 "$RKSM_ROOT/scripts/build-bench.sh" "$guest"
-cp "$kdir/vmlinux" "$kdir/arch/x86/boot/bzImage" "$ko" "$guest/"
+cp "$KDIR/vmlinux" "$KDIR/arch/x86/boot/bzImage" "$RKSM_KO" "$guest/"
 cp "$perf" "$guest/perf/perf"
 ldd "$perf" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' |
 	while read -r lib; do cp -L "$lib" "$guest/perf/lib/"; done
