@@ -168,13 +168,17 @@ impl Engine {
             };
             // Merging, changed, or gone (unmapped, not mergeable any more): out of the tree.
             self.unstable.remove(entry);
-            self.leave_unstable(entry.loc);
-            match self.pair_at_twin(hash, entry.loc, (loc, page)) {
-                Twin::Merged => return true,
-                Twin::Failed => return false,
-                Twin::Differs => continue,
-                Twin::Other(other) => return self.merge_pair(loc, page, entry.loc, other, hash),
-            }
+            let merged = match self.pair_at_twin(hash, entry.loc, (loc, page)) {
+                Twin::Merged => true,
+                Twin::Failed => false,
+                Twin::Differs => {
+                    self.leave_unstable(entry.loc, false);
+                    continue;
+                }
+                Twin::Other(other) => self.merge_pair(loc, page, entry.loc, other, hash),
+            };
+            self.leave_unstable(entry.loc, merged);
+            return merged;
         }
         false
     }
@@ -241,10 +245,11 @@ impl Engine {
     }
 
     /// The page at `loc` left the unstable tree: its record no longer counts in
-    /// `pages_unshared`.
-    fn leave_unstable(&mut self, loc: Loc) {
+    /// `pages_unshared`, and records the merge if it `merged` (else its next visit would take
+    /// the stable page for one a fork copied).
+    fn leave_unstable(&mut self, loc: Loc, merged: bool) {
         if let Some(slot) = self.mms.get_mut(loc.tag()) {
-            if slot.pass.take_unstable(loc.addr()) {
+            if slot.pass.leave_unstable(loc.addr(), merged) {
                 stats::add(Stat::PagesUnshared, -1);
             }
         }

@@ -82,12 +82,17 @@ pub(crate) fn find(sorted: &[Record], addr: usize) -> Option<usize> {
     sorted.binary_search_by_key(&addr, |r| r.addr).ok()
 }
 
-/// Clears IN_UNSTABLE on the record of `addr` in `sorted`: `None` if there is no such record,
-/// else whether the flag was set.
-pub(crate) fn take_unstable(sorted: &mut [Record], addr: usize) -> Option<bool> {
+/// The page at `addr` left the unstable tree: clears IN_UNSTABLE on its record in `sorted`, and
+/// if it `merged` with the page that found it, records the merge (as a merge would have, had
+/// it been visited now). `None` if there is no such record, else whether the flag was set.
+pub(crate) fn leave_unstable(sorted: &mut [Record], addr: usize, merged: bool) -> Option<bool> {
     let r = find(sorted, addr).and_then(|i| sorted.get_mut(i))?;
     let was = r.unshared();
-    r.flags &= !IN_UNSTABLE;
+    r.flags = if merged {
+        STABLE_MERGED
+    } else {
+        r.flags & !IN_UNSTABLE
+    };
     Some(was)
 }
 
@@ -191,13 +196,22 @@ mod tests {
     }
 
     #[test]
-    fn take_unstable_clears_the_flag_once() {
+    fn leaving_the_unstable_tree_clears_the_flag_once() {
         let mut v = vec![rec(0, IN_UNSTABLE | STABLE_MERGED), rec(4096, 0)];
-        assert_eq!(take_unstable(&mut v, 0), Some(true));
+        assert_eq!(leave_unstable(&mut v, 0, false), Some(true));
         assert_eq!(v[0].flags, STABLE_MERGED);
-        assert_eq!(take_unstable(&mut v, 0), Some(false));
-        assert_eq!(take_unstable(&mut v, 4096), Some(false));
-        assert_eq!(take_unstable(&mut v, 8192), None);
+        assert_eq!(leave_unstable(&mut v, 0, false), Some(false));
+        assert_eq!(leave_unstable(&mut v, 4096, false), Some(false));
+        assert_eq!(leave_unstable(&mut v, 8192, false), None);
+    }
+
+    #[test]
+    fn a_twin_that_merged_is_recorded_as_merged() {
+        let aged = Record::flags_with_age(IN_UNSTABLE, Age { age: 3, skips: 1 });
+        let mut v = vec![rec(0, aged)];
+        assert_eq!(leave_unstable(&mut v, 0, true), Some(true));
+        assert_eq!(v[0].flags, STABLE_MERGED);
+        assert!(v[0].merged() && !v[0].unshared());
     }
 
     #[test]

@@ -102,21 +102,19 @@ impl PassState {
         (Some(*r), was)
     }
 
-    /// Clears IN_UNSTABLE on the previous pass's record of `addr`; whether it was set.
-    pub(crate) fn take_prev_unstable(&mut self, addr: usize) -> bool {
-        pass::take_unstable(&mut self.prev, addr).unwrap_or(false)
-    }
-
-    /// Clears IN_UNSTABLE on the record of `addr` in this pass or the last; whether it was set.
-    /// A record this pass pushed out of address order is not searched: it stays counted in
-    /// `pages_unshared` until its next visit.
-    pub(crate) fn take_unstable(&mut self, addr: usize) -> bool {
+    /// The page at `addr` left the unstable tree (and `merged`, or not): updates its record in
+    /// this pass or the last; whether it had IN_UNSTABLE. A record this pass pushed out of
+    /// address order is not searched: it stays counted in `pages_unshared` until its next
+    /// visit, which also finds the merge.
+    pub(crate) fn leave_unstable(&mut self, addr: usize, merged: bool) -> bool {
         let in_next = if self.next_sorted {
-            pass::take_unstable(&mut self.next, addr)
+            pass::leave_unstable(&mut self.next, addr, merged)
         } else {
             None
         };
-        in_next.unwrap_or_else(|| self.take_prev_unstable(addr))
+        in_next
+            .or_else(|| pass::leave_unstable(&mut self.prev, addr, merged))
+            .unwrap_or(false)
     }
 
     /// Records a visited page; false without memory (the page then looks new next pass).

@@ -9,6 +9,11 @@
 //! hash (which a per-boot secret key makes impossible to craft) costs log b compares, not b.
 //! Identical pages are adjacent in a bucket: KSM's "chain" of copies, made once a copy reaches
 //! `max_page_sharing` mappings.
+//!
+//! The usual bucket holds one page, in the tree node itself. The usual bucket of several pages
+//! is a chain, and knows it (its pages were compared as they went in): a lookup there compares
+//! no page, as in a bucket of one. The merge compares the bytes under the page-table lock in
+//! any case; these lookups only skip compares that could not change the answer.
 
 use core::cmp::Ordering;
 
@@ -56,9 +61,77 @@ impl StableNode {
     }
 }
 
+/// The stable pages of one tree key.
+///
+/// # Invariants
+///
+/// `Many::nodes` is sorted by content and, if `chain`, all its pages hold the same bytes.
+enum Bucket {
+    /// The usual bucket: one page, in the tree node.
+    One(StableNode),
+    /// Several pages (or none, for a moment, in [`StableTree::retain`]).
+    Many {
+        nodes: KVec<StableNode>,
+        /// Every page holds the same bytes: copies of one content.
+        chain: bool,
+    },
+}
+
+impl Bucket {
+    fn nodes(&self) -> &[StableNode] {
+        match self {
+            Bucket::One(node) => core::slice::from_ref(node),
+            Bucket::Many { nodes, .. } => nodes,
+        }
+    }
+
+    fn nodes_mut(&mut self) -> &mut [StableNode] {
+        match self {
+            Bucket::One(node) => core::slice::from_mut(node),
+            Bucket::Many { nodes, .. } => nodes,
+        }
+    }
+
+    /// The range of pages that hold the same bytes as `page`: all of them in a chain or a
+    /// bucket of one (not compared: see [`StableTree::find`]), else by binary search.
+    fn candidates(&self, page: &PageRef) -> (usize, usize) {
+        match self {
+            Bucket::One(_) => (0, 1),
+            Bucket::Many { nodes, chain: true } => (0, nodes.len()),
+            Bucket::Many {
+                nodes,
+                chain: false,
+            } => StableTree::equal_range(nodes, page),
+        }
+    }
+
+    /// What the bucket takes besides its tree node: the buffer of several pages.
+    fn buffer_bytes(&self) -> usize {
+        match self {
+            Bucket::One(_) => 0,
+            Bucket::Many { nodes, .. } => nodes.capacity() * core::mem::size_of::<StableNode>(),
+        }
+    }
+}
+
+/// What one tree node takes: kmalloc's size class for the rb_node links, the key and a
+/// [`Bucket`] (kmalloc-128 on 64-bit).
+const NODE_BYTES: usize = {
+    let size = 3 * core::mem::size_of::<usize>()
+        + core::mem::size_of::<u64>()
+        + core::mem::size_of::<Bucket>();
+    if size <= 96 && size > 64 {
+        96
+    } else if size <= 192 && size > 128 {
+        192
+    } else {
+        size.next_power_of_two()
+    }
+};
+
 /// The stable tree.
 pub(crate) struct StableTree {
-    tree: RBTree<u64, KVec<StableNode>>,
+    tree: RBTree<u64, Bucket>,
 }
 
 /// Where a lookup found a stable page: its hash and place in the bucket.
@@ -75,25 +148,9 @@ impl StableTree {
         }
     }
 
-    /// The range of `bucket` whose pages hold the same bytes as `page`.
+    /// The range of `bucket` (sorted by content) whose pages hold the same bytes as `page`:
+    /// O(log b) page compares.
     fn equal_range(bucket: &[StableNode], page: &PageRef) -> (usize, usize) {
-        if let [only] = bucket {
-            // The usual bucket: one page, one compare.
-            return match Self::cmp(only, page) {
-                Ordering::Less => (1, 1),
-                Ordering::Equal => (0, 1),
-                Ordering::Greater => (0, 0),
-            };
-        }
-        if let ([first, ..], [.., last]) = (bucket, bucket) {
-            // The usual bucket of several pages is a chain: copies of one content, since a
-            // secret hash does not collide by accident. Its ends tell, in two compares of
-            // equal pages (each a full page long), where a binary search takes 2 log b.
-            if Self::cmp(first, page) == Ordering::Equal && Self::cmp(last, page) == Ordering::Equal
-            {
-                return (0, bucket.len());
-            }
-        }
         let lo = bucket.partition_point(|n| Self::cmp(n, page) == Ordering::Less);
         let hi = lo
             + bucket
@@ -114,10 +171,10 @@ impl StableTree {
 
     /// A stable page with `page`'s content (and hash) that has room for one more mapping.
     ///
-    /// In the usual bucket, one page, its bytes are not compared here: the merge compares them
-    /// under the page-table lock anyway, and the key is a secret hash, so a page that merely
-    /// shares it is a 2^-64 accident that costs one failed merge. Only a bucket of several
-    /// pages is searched by content.
+    /// In the usual bucket, one page or a chain of copies, no bytes are compared here: the
+    /// merge compares them under the page-table lock anyway, and the key is a secret hash, so
+    /// a page that merely shares it is a 2^-64 accident that costs one failed merge. Only a
+    /// bucket of several contents is searched by content.
     ///
     /// Returns the stable page too, with a reference, as its mapping count was checked.
     pub(crate) fn find(
@@ -127,35 +184,37 @@ impl StableTree {
         max_sharing: u32,
     ) -> Option<(Slot, PageRef)> {
         let bucket = self.tree.get(&hash)?;
-        let (lo, hi) = match bucket.as_slice() {
-            [_] => (0, 1),
-            _ => Self::equal_range(bucket, page),
-        };
+        let nodes = bucket.nodes();
+        let (lo, hi) = bucket.candidates(page);
         (lo..hi).rev().take(CHAIN_LOOKS).find_map(|index| {
-            let own = bucket.get(index)?.page.page()?;
+            let own = nodes.get(index)?.page.page()?;
             (StablePage::mapcount_of(&own) < max_sharing).then_some((Slot { hash, index }, own))
         })
     }
 
     /// Where the stable page `page` (a mapping of it, with tree key `hash`) is in the tree. Its
-    /// copies are adjacent, found in O(log b) page compares; then at most [`ADOPT_LOOKS`] of
-    /// them are checked, so a long chain costs a bounded amount.
+    /// copies are adjacent (a chain, or found in O(log b) page compares); then at most
+    /// [`ADOPT_LOOKS`] of them are checked, so a long chain costs a bounded amount.
     pub(crate) fn find_page(&self, hash: u64, page: &PageRef) -> Option<Slot> {
         let bucket = self.tree.get(&hash)?;
-        let (lo, hi) = Self::equal_range(bucket, page);
+        let nodes = bucket.nodes();
+        let (lo, hi) = bucket.candidates(page);
         (lo..hi)
             .rev()
             .take(ADOPT_LOOKS)
-            .find(|&i| bucket.get(i).is_some_and(|n| n.page.is(page)))
+            .find(|&i| nodes.get(i).is_some_and(|n| n.page.is(page)))
             .map(|index| Slot { hash, index })
     }
 
     pub(crate) fn get(&self, slot: Slot) -> Option<&StableNode> {
-        self.tree.get(&slot.hash)?.get(slot.index)
+        self.tree.get(&slot.hash)?.nodes().get(slot.index)
     }
 
     pub(crate) fn get_mut(&mut self, slot: Slot) -> Option<&mut StableNode> {
-        self.tree.get_mut(&slot.hash)?.get_mut(slot.index)
+        self.tree
+            .get_mut(&slot.hash)?
+            .nodes_mut()
+            .get_mut(slot.index)
     }
 
     /// Adds a stable page: last among the pages of its content. Without memory the node comes
@@ -165,32 +224,57 @@ impl StableTree {
         hash: u64,
         node: StableNode,
     ) -> core::result::Result<(), StableNode> {
-        match self.tree.get_mut(&hash) {
-            Some(bucket) => {
-                let Some(page) = node.page.page() else {
-                    return Err(node);
-                };
-                let (_, at) = Self::equal_range(bucket, &page);
-                drop(page);
-                if bucket.reserve(1, GFP_KERNEL).is_err() {
+        let Some(bucket) = self.tree.get_mut(&hash) else {
+            return match RBTreeNodeReservation::new(GFP_KERNEL) {
+                Ok(reservation) => {
+                    self.tree
+                        .insert(reservation.into_node(hash, Bucket::One(node)));
+                    Ok(())
+                }
+                Err(_) => Err(node),
+            };
+        };
+        let Some(page) = node.page.page() else {
+            return Err(node);
+        };
+        // Compared as it goes in, so that lookups need not compare.
+        let (lo, at) = Self::equal_range(bucket.nodes(), &page);
+        drop(page);
+        let same = lo == 0 && at == bucket.nodes().len();
+        match bucket {
+            Bucket::Many { nodes, chain } => {
+                if nodes.reserve(1, GFP_KERNEL).is_err() {
                     return Err(node);
                 }
-                bucket
+                nodes
                     .insert_within_capacity(at, node)
                     .map_err(|e| match e {
                         InsertError::IndexOutOfBounds(n) | InsertError::OutOfCapacity(n) => n,
                     })?;
+                *chain &= same;
             }
-            None => {
-                // Both allocations first, so nothing can fail once the node is in the bucket.
-                let Ok(reservation) = RBTreeNodeReservation::new(GFP_KERNEL) else {
+            Bucket::One(_) => {
+                let Ok(mut nodes) = KVec::with_capacity(2, GFP_KERNEL) else {
                     return Err(node);
                 };
-                let Ok(mut bucket) = KVec::with_capacity(1, GFP_KERNEL) else {
+                let Bucket::One(first) = core::mem::replace(
+                    bucket,
+                    Bucket::Many {
+                        nodes: KVec::new(),
+                        chain: same,
+                    },
+                ) else {
                     return Err(node);
                 };
-                bucket.push_within_capacity(node).map_err(|e| e.0)?;
-                self.tree.insert(reservation.into_node(hash, bucket));
+                // Cannot fail: room for two was made above.
+                let (a, b) = if at == 0 {
+                    (node, first)
+                } else {
+                    (first, node)
+                };
+                let _ = nodes.push_within_capacity(a);
+                let _ = nodes.push_within_capacity(b);
+                *bucket = Bucket::Many { nodes, chain: same };
             }
         }
         Ok(())
@@ -204,35 +288,48 @@ impl StableTree {
     ) {
         let mut emptied: KVVec<u64> = KVVec::new();
         for (hash, bucket) in self.tree.iter_mut() {
-            let mut i = 0;
-            while let Some(node) = bucket.get_mut(i) {
-                if keep(node) {
-                    i += 1;
-                    continue;
+            let empty = match bucket {
+                Bucket::One(node) => !keep(node),
+                Bucket::Many { nodes, .. } => {
+                    // A chain stays a chain; a bucket of several contents stays searched by
+                    // content even if one is left.
+                    let mut i = 0;
+                    while let Some(node) = nodes.get_mut(i) {
+                        if keep(node) {
+                            i += 1;
+                            continue;
+                        }
+                        let Ok(node) = nodes.remove(i) else {
+                            break;
+                        };
+                        gone(node);
+                    }
+                    nodes.is_empty()
                 }
-                let Ok(node) = bucket.remove(i) else {
-                    break;
-                };
-                gone(node);
-            }
-            if bucket.is_empty() {
-                // Without memory an empty bucket stays: harmless, lookups find nothing in it.
+            };
+            if empty {
+                // Without memory an empty bucket stays: harmless, lookups find nothing in it
+                // (and a bucket of one is then kept whole, with its page).
                 let _ = emptied.push(*hash, GFP_KERNEL);
             }
         }
         for hash in emptied.iter() {
-            self.tree.remove(hash);
+            if let Some(Bucket::One(node)) = self.tree.remove(hash) {
+                gone(node);
+            }
         }
     }
 
-    /// What the tree takes: a kmalloc-64 node and the buffer per bucket, and each page's node
-    /// and reverse map, by capacity.
+    /// What the tree takes: a tree node per bucket and the buffer of a bucket of several, and
+    /// each page's node and reverse map, by capacity.
     pub(crate) fn bytes(&self) -> usize {
         self.tree
             .values()
             .map(|b| {
-                64 + b.capacity() * core::mem::size_of::<StableNode>()
-                    + b.iter()
+                NODE_BYTES
+                    + b.buffer_bytes()
+                    + b.nodes()
+                        .iter()
                         .map(|n| n.page.bytes() + n.rmap.capacity() * core::mem::size_of::<Loc>())
                         .sum::<usize>()
             })
@@ -241,11 +338,11 @@ impl StableTree {
 
     /// Every bucket, with its hash.
     pub(crate) fn buckets_with_hash(&self) -> impl Iterator<Item = (u64, &[StableNode])> {
-        self.tree.iter().map(|(k, b)| (*k, b.as_slice()))
+        self.tree.iter().map(|(k, b)| (*k, b.nodes()))
     }
 
     /// Every bucket.
     pub(crate) fn buckets(&self) -> impl Iterator<Item = &[StableNode]> {
-        self.tree.values().map(|b| b.as_slice())
+        self.tree.values().map(|b| b.nodes())
     }
 }
