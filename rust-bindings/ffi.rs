@@ -276,6 +276,12 @@ extern "C" {
     pub(crate) fn rksm_page_folio(page: *mut Page) -> *mut Folio;
     /// Drops a folio reference taken by the shim.
     pub(crate) fn rksm_folio_put(folio: *mut Folio);
+    /// Drops one folio reference each on `folios[0..nr]`, as one batch (`folios_put`).
+    ///
+    /// # Safety
+    ///
+    /// `folios` points to `nr` folios, each with a reference the caller hands over.
+    pub(crate) fn rksm_folios_put(folios: *mut *mut Folio, nr: c_uint);
     /// `lru_add_drain_all`.
     pub(crate) fn rksm_lru_add_drain_all();
 

@@ -5,6 +5,7 @@
  * section). Declarations for Rust: shim.h and ffi.rs.
  */
 #include <linux/mm.h>
+#include <linux/folio_batch.h>
 #include <linux/highmem.h>
 #include <linux/random.h>
 #include <linux/swap.h>
@@ -85,6 +86,27 @@ struct folio *rksm_page_folio(struct page *page)
 void rksm_folio_put(struct folio *folio)
 {
 	folio_put(folio);
+}
+
+/*
+ * Drop a reference on each of @nr folios as one batch: the pages rksm merged
+ * away, whose last reference is usually the walk's. folios_put() frees them
+ * together (one memcg uncharge, one trip to the per-CPU free lists), where a
+ * folio_put() each frees them one by one.
+ */
+void rksm_folios_put(struct folio **folios, unsigned int nr)
+{
+	struct folio_batch fbatch;
+	unsigned int i;
+
+	folio_batch_init(&fbatch);
+	for (i = 0; i < nr; i++) {
+		/* Full: put these (which empties the batch) and go on. */
+		if (!folio_batch_add(&fbatch, folios[i]))
+			folios_put(&fbatch);
+	}
+	if (folio_batch_count(&fbatch))
+		folios_put(&fbatch);
 }
 
 void rksm_lru_add_drain_all(void)

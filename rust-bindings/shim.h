@@ -95,6 +95,7 @@ bool rksm_pages_equal(struct page *a, struct page *b);
 bool rksm_same_folio(struct page *a, struct page *b);
 struct folio *rksm_page_folio(struct page *page);
 void rksm_folio_put(struct folio *folio);
+void rksm_folios_put(struct folio **folios, unsigned int nr);
 void rksm_lru_add_drain_all(void);
 int rksm_replace_pte(struct vm_area_struct *vma, unsigned long addr, struct page *old,
 		     struct page *new, struct ksm_provider_node *node, unsigned int room,

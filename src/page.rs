@@ -4,6 +4,8 @@
 
 use core::ptr::NonNull;
 
+use kernel::ffi::c_uint;
+
 use crate::ffi;
 
 /// A page with a folio reference owned by this object, so it cannot be freed while we hash,
@@ -98,5 +100,65 @@ impl Drop for PageRef {
     fn drop(&mut self) {
         // SAFETY: By the type invariant we own one reference on `folio`.
         unsafe { ffi::rksm_folio_put(self.folio) };
+    }
+}
+
+/// How many references [`Releases`] gathers before it drops them: one `folio_batch`.
+const RELEASE_BATCH: usize = 31;
+
+/// References to drop together: pages rksm merged away, whose last reference is usually the
+/// walk's. Dropped one by one, each freed page costs a memcg uncharge and a trip to the
+/// per-CPU free lists of its own; `folios_put` does both once per batch.
+///
+/// Only pages that nothing will look up again belong here: a reference held on, on a page
+/// that is to be merged, would make it look pinned.
+///
+/// # Invariants
+///
+/// `folios[..len]` each carry one reference owned by this object.
+pub(crate) struct Releases {
+    folios: [*mut ffi::Folio; RELEASE_BATCH],
+    len: usize,
+}
+
+// SAFETY: Folio references may be dropped from any process context.
+unsafe impl Send for Releases {}
+
+impl Releases {
+    pub(crate) fn new() -> Self {
+        Self {
+            folios: [core::ptr::null_mut(); RELEASE_BATCH],
+            len: 0,
+        }
+    }
+
+    /// Drops `page`'s reference with the next batch.
+    pub(crate) fn push(&mut self, page: PageRef) {
+        if self.len == RELEASE_BATCH {
+            self.flush();
+        }
+        let page = core::mem::ManuallyDrop::new(page);
+        if let Some(slot) = self.folios.get_mut(self.len) {
+            // INVARIANT: the reference `page` owned moves here (`page` is not dropped).
+            *slot = page.folio;
+            self.len += 1;
+        }
+    }
+
+    /// Drops every reference gathered so far.
+    pub(crate) fn flush(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        // SAFETY: The first `len` entries each carry a reference we own (type invariant),
+        // handed over here; `len` is reset so none is dropped twice.
+        unsafe { ffi::rksm_folios_put(self.folios.as_mut_ptr(), self.len as c_uint) };
+        self.len = 0;
+    }
+}
+
+impl Drop for Releases {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

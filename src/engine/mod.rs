@@ -23,6 +23,7 @@ use crate::intervals::{next_to_scan, Covered};
 use crate::knobs::Snapshot;
 use crate::merge_policy::MergePolicy;
 use crate::mm::{self, Locked, VmaKind};
+use crate::page::Releases;
 use crate::range_walk::{self, Found, WalkStats};
 use crate::smart_scan::Age;
 use crate::stats::{self, Stat};
@@ -159,6 +160,8 @@ pub(crate) struct Engine {
     /// What the stable tree took at its last recount, as added to `metadata_bytes`.
     stable_bytes: usize,
     unstable: UnstableTree,
+    /// The pages merged away in the current batch, to let go of together.
+    releases: Releases,
 }
 
 impl Engine {
@@ -176,6 +179,7 @@ impl Engine {
             stable: StableTree::new(),
             stable_bytes: 0,
             unstable: UnstableTree::new(),
+            releases: Releases::new(),
         })
     }
 
@@ -336,6 +340,7 @@ impl Engine {
             for found in batch.drain_all() {
                 self.visit(tag, found, knobs);
             }
+            self.releases.flush();
             if *budget == 0 {
                 return SlotTurn::Yield;
             }
@@ -384,7 +389,15 @@ impl Engine {
                     flags: STABLE_MERGED,
                 })
             }
-            Found::Anon { addr, page } => Some(self.visit_anon(tag, addr, &page, prev, knobs)),
+            Found::Anon { addr, page } => {
+                let record = self.visit_anon(tag, addr, &page, prev, knobs);
+                if record.merged() {
+                    // Mapped here no more, so nothing in this batch looks it up again; our
+                    // reference is likely its last.
+                    self.releases.push(page);
+                }
+                Some(record)
+            }
             Found::Large { addr } => self
                 .page_at(tag, addr)
                 .map(|page| self.visit_anon(tag, addr, &page, prev, knobs)),
