@@ -62,6 +62,10 @@ static STATS: [Atomic<i64>; STAT_COUNT] = [const { Atomic::new(0) }; STAT_COUNT]
 
 /// Adds `n` (may be negative) to a counter.
 pub(crate) fn add(stat: Stat, n: i64) {
+    if n == 0 {
+        // Most pages move no counter but `pages_scanned`: no atomic for them.
+        return;
+    }
     // `STATS` has one entry per `Stat`: the lookup cannot fail, and never panics.
     if let Some(s) = STATS.get(stat as usize) {
         s.fetch_add(n, Relaxed);

@@ -4,8 +4,8 @@
 //! unstable tree), and the merges themselves.
 
 use kernel::mm::virt::VmaRef;
-use kernel::prelude::*;
 
+use super::locs::Locs;
 use super::pass::{Record, IN_UNSTABLE, STABLE_MERGED, ZERO_MERGED};
 use super::slots::{Loc, MmTable, Tag};
 use super::stable_tree::StableNode;
@@ -89,7 +89,7 @@ impl Engine {
             return false;
         };
         // Room for both records first, so that a merge is never left without one.
-        if !node.page.make_room() || node.rmap.reserve(1, GFP_KERNEL).is_err() {
+        if !node.page.make_room() || node.rmap.reserve(1).is_err() {
             return false;
         }
         let merged = merge_in(&self.mms, merge_exec, tag, addr, |_, vma| {
@@ -121,7 +121,7 @@ impl Engine {
         let Some(node) = self.stable.get_mut(slot) else {
             return;
         };
-        if node.rmap.len() != node.page.entries() || node.rmap.reserve(1, GFP_KERNEL).is_err() {
+        if node.rmap.len() != node.page.entries() || node.rmap.reserve(1).is_err() {
             return;
         }
         // Not a merge: a failure is `Gone`, which no merge counter counts.
@@ -190,11 +190,10 @@ impl Engine {
     /// be the stable page: a fork shares it, or it shares a THP with `second`'s page.
     fn pair_at_twin(&mut self, hash: u64, twin_loc: Loc, second: (Loc, &PageRef)) -> Twin {
         let (loc, page) = second;
-        let (Ok(mut stable), Ok(mut rmap)) =
-            (StablePage::new(), KVVec::with_capacity(2, GFP_KERNEL))
-        else {
+        let Ok(mut stable) = StablePage::new() else {
             return Twin::Failed;
         };
+        let mut rmap = Locs::new();
         let (twin_tag, twin_addr) = (twin_loc.tag(), twin_loc.addr());
         let mut outcome = Twin::Differs;
         let made = merge_in(
@@ -225,22 +224,24 @@ impl Engine {
         }
         let _ = rmap.push_within_capacity(twin_loc);
         let merge_exec = self.policy.merge_exec;
-        let merged = stable.page().is_some_and(|own| {
+        let own = stable.page();
+        let merged = own.as_ref().is_some_and(|own| {
             merge_in(&self.mms, merge_exec, loc.tag(), loc.addr(), |_, vma| {
-                stable.merge(vma, loc.addr(), page, &own)
+                stable.merge(vma, loc.addr(), page, own)
             })
             .is_ok()
         });
         if !merged {
+            drop(own);
             // Undone: the twin gets a private page again, and the stable page goes with it.
             self.unmerge_at(twin_tag, twin_addr);
             if !stable.try_detach(false) {
-                self.insert_stable(hash, stable, rmap);
+                self.insert_stable(hash, stable, rmap, None);
             }
             return Twin::Failed;
         }
         let _ = rmap.push_within_capacity(loc);
-        self.insert_stable(hash, stable, rmap);
+        self.insert_stable(hash, stable, rmap, own.as_ref());
         Twin::Merged
     }
 
@@ -299,7 +300,7 @@ impl Engine {
         let (other_tag, other_addr) = (other_loc.tag(), other_loc.addr());
         let mut stable = StablePage::new().map_err(|_| MergeError::Gone)?;
         // The records' room first, so that a merge is never left without its record.
-        let mut rmap = KVVec::with_capacity(2, GFP_KERNEL).map_err(|_| MergeError::Gone)?;
+        let mut rmap = Locs::new();
         let merge_exec = self.policy.merge_exec;
         merge_in(&self.mms, merge_exec, tag, addr, |_, vma| {
             stable.make(vma, addr, page)
@@ -325,24 +326,36 @@ impl Engine {
             if !stable.try_detach(false) {
                 // Still mapped (the undo failed): keep it as a stable page after all.
                 let _ = rmap.push_within_capacity(loc);
-                self.insert_stable(hash, stable, rmap);
+                self.insert_stable(hash, stable, rmap, None);
             }
             return Err(MergeError::Gone);
         }
         let _ = rmap.push_within_capacity(loc);
         let _ = rmap.push_within_capacity(other_loc);
-        self.insert_stable(hash, stable, rmap);
+        self.insert_stable(hash, stable, rmap, None);
         Ok(())
     }
 
     /// Adds a new stable page with the records of its mappings, `rmap`.
-    fn insert_stable(&mut self, hash: u64, page: StablePage, mut rmap: KVVec<Loc>) {
+    /// `own` is the page, if the caller holds it ([`StablePage::page`]): its mappings are
+    /// counted without finding it again.
+    fn insert_stable(
+        &mut self,
+        hash: u64,
+        page: StablePage,
+        mut rmap: Locs,
+        own: Option<&PageRef>,
+    ) {
         if rmap.len() != page.entries() {
             // Cannot happen (one record per entry, room made first); if it did, the records
             // would be incomplete, which StableNode allows.
             rmap.clear();
         }
-        let mappings = i64::from(page.mapcount().unwrap_or(0));
+        let mappings = own
+            .map(StablePage::mapcount_of)
+            .or_else(|| page.mapcount())
+            .unwrap_or(0);
+        let mappings = i64::from(mappings);
         match self.stable.insert(hash, StableNode { page, rmap }) {
             Ok(()) => {
                 stats::add(Stat::PagesShared, 1);

@@ -28,6 +28,7 @@ use crate::range_walk::{self, Found, WalkStats};
 use crate::smart_scan::Age;
 use crate::stats::{self, Stat};
 
+mod locs;
 mod merge;
 pub(crate) mod pass;
 mod slots;

@@ -33,6 +33,9 @@ const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 pub(crate) struct Loc(u64);
 
 impl Loc {
+    /// A placeholder that is never a place: tag 0 is never given.
+    pub(crate) const EMPTY: Loc = Loc(0);
+
     /// The place of `addr` in the mm tagged `tag`; `None` above 4 PiB, which 4-level page tables
     /// never reach (such a page merges only into stable pages, never through the trees).
     pub(crate) fn new(tag: Tag, addr: usize) -> Option<Self> {

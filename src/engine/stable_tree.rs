@@ -21,6 +21,7 @@ use kernel::alloc::kvec::InsertError;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 
+use super::locs::Locs;
 use super::slots::Loc;
 use crate::page::PageRef;
 use crate::stable::StablePage;
@@ -47,7 +48,7 @@ pub(crate) struct StableNode {
     /// munmap, mremap) and miss what forks copied, so they are re-checked before use, pruned
     /// at each full scan once they outnumber the mappings, and the mapcount stays the ground
     /// truth.
-    pub(crate) rmap: KVVec<Loc>,
+    pub(crate) rmap: Locs,
 }
 
 impl StableNode {
@@ -330,7 +331,7 @@ impl StableTree {
                     + b.buffer_bytes()
                     + b.nodes()
                         .iter()
-                        .map(|n| n.page.bytes() + n.rmap.capacity() * core::mem::size_of::<Loc>())
+                        .map(|n| n.page.bytes() + n.rmap.heap_bytes())
                         .sum::<usize>()
             })
             .sum()

@@ -91,7 +91,7 @@ impl Engine {
             let Some(node) = self.stable.get(slot) else {
                 continue;
             };
-            let Some(keep) = self.live_records(&node.rmap) else {
+            let Some(keep) = self.live_records(node.rmap.as_slice()) else {
                 continue;
             };
             if let Some(node) = self.stable.get_mut(slot) {
