@@ -18,6 +18,15 @@ use crate::page::PageRef;
 use crate::stable::StablePage;
 use crate::stats::{self, Stat};
 
+/// What a visit knew of a page before it hashed it.
+pub(super) struct Last {
+    /// The page's record from its last visit.
+    pub(super) prev: Option<Record>,
+    /// The stable tree was tried already, by the last visit's hash, and the page found a stable
+    /// page it could not merge into now (pinned, contended).
+    pub(super) stable_tried: bool,
+}
+
 impl Engine {
     /// What becomes of an anonymous page with content hash `hash`, under the merge rules of
     /// `knobs.policy`; returns the record flags.
@@ -27,9 +36,10 @@ impl Engine {
         addr: usize,
         page: &PageRef,
         hash: u64,
-        prev: Option<Record>,
+        last: Last,
         knobs: &Snapshot,
     ) -> u32 {
+        let Last { prev, stable_tried } = last;
         let zero_only = knobs.policy.zero_pages_only;
         if (knobs.use_zero_pages || zero_only) && hash == self.zero_hash && page.is_zero() {
             let merged = merge_in(&self.mms, self.policy.merge_exec, tag, addr, |_, vma| {
@@ -45,14 +55,17 @@ impl Engine {
             return 0;
         };
         let loc = Loc::new(tag, addr);
-        if self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing) {
+        if !stable_tried
+            && self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing)
+                == Some(Ok(()))
+        {
             return STABLE_MERGED;
         }
         if !page.pinned() {
             // A failed merge into a stable page split its THP: the next pass finds it again.
             return 0;
         }
-        if prev.is_none_or(|r| r.hash != hash as u32) {
+        if prev.is_none_or(|r| r.hash != hash) {
             // New or volatile: wait a pass, so pages rewritten all the time are never merged.
             return 0;
         }
@@ -71,7 +84,37 @@ impl Engine {
         }
     }
 
+    /// Merges a page into a stable page found by the hash it had at its last visit, `prev`,
+    /// without hashing it again. If the merge takes it, its bytes equal the stable page's
+    /// (compared under the page-table lock), whose hash is its key: the page still hashes as
+    /// it did, so it held still, and hashing it would only have found the same stable page.
+    /// A page that changed since fails this merge (`merge_fail_changed`), once per visit, and
+    /// goes the usual way. `None` if no stable page has that hash. Pages merge in pairs through the unstable tree only once hashed
+    /// again: a twin found by an old hash could have changed as the page did, and the new
+    /// stable page would then go into the tree under a hash that is not its own.
+    pub(super) fn merge_by_last_hash(
+        &mut self,
+        tag: Tag,
+        addr: usize,
+        page: &PageRef,
+        prev: Record,
+        knobs: &Snapshot,
+    ) -> Option<core::result::Result<(), MergeError>> {
+        let zero_only = knobs.policy.zero_pages_only;
+        if zero_only || prev.merged() || prev.hash == 0 {
+            return None;
+        }
+        if knobs.use_zero_pages && prev.hash == self.zero_hash {
+            // The zero page's way: checked, and merged into the zero page.
+            return None;
+        }
+        let key = self.tree_key(tag, prev.hash, knobs)?;
+        let loc = Loc::new(tag, addr);
+        self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing)
+    }
+
     /// Merges into a stable page of the same content that has room (`max_page_sharing`).
+    /// `None` if there is none.
     fn merge_into_stable(
         &mut self,
         tag: Tag,
@@ -80,29 +123,24 @@ impl Engine {
         page: &PageRef,
         hash: u64,
         max_sharing: u32,
-    ) -> bool {
-        let Some((slot, own)) = self.stable.find(hash, page, max_sharing) else {
-            return false;
-        };
+    ) -> Option<core::result::Result<(), MergeError>> {
+        let (slot, own) = self.stable.find(hash, page, max_sharing)?;
         let merge_exec = self.policy.merge_exec;
-        let Some(node) = self.stable.get_mut(slot) else {
-            return false;
-        };
+        let node = self.stable.get_mut(slot)?;
         // Room for both records first, so that a merge is never left without one.
         if !node.page.make_room() || node.rmap.reserve(1).is_err() {
-            return false;
+            return Some(Err(MergeError::NoRoom));
         }
         let merged = merge_in(&self.mms, merge_exec, tag, addr, |_, vma| {
             node.page.merge(vma, addr, page, &own)
-        })
-        .is_ok();
-        if merged {
+        });
+        if merged.is_ok() {
             stats::add(Stat::PagesSharing, 1);
             if let Some(loc) = loc {
                 node.add_mapping(loc);
             }
         }
-        merged
+        Some(merged)
     }
 
     /// `page`, mapped at `addr` of the mm tagged `tag`, is a stable page that rksm did not

@@ -22,7 +22,7 @@ use crate::ffi;
 use crate::intervals::{next_to_scan, Covered};
 use crate::knobs::Snapshot;
 use crate::merge_policy::MergePolicy;
-use crate::mm::{self, Locked, VmaKind};
+use crate::mm::{self, Locked, MergeError, VmaKind};
 use crate::page::Releases;
 use crate::range_walk::{self, Found, WalkStats};
 use crate::smart_scan::Age;
@@ -366,10 +366,7 @@ impl Engine {
         let record = match found {
             Found::Zero { .. } => match prev {
                 // Still the zero page we put there: keep counting it.
-                Some(r) if r.zero() => Some(Record {
-                    flags: ZERO_MERGED,
-                    ..r
-                }),
+                Some(r) if r.zero() => Some(Record::new(r.addr(), r.hash, ZERO_MERGED)),
                 _ => None,
             },
             Found::Stable { addr, .. } if knobs.policy.zero_pages_only => {
@@ -380,15 +377,11 @@ impl Engine {
             }
             Found::Stable { addr, page } => {
                 stats::add(Stat::PagesScanned, 1);
-                if prev.is_none_or(|r| r.flags & STABLE_MERGED == 0) {
+                if prev.is_none_or(|r| r.flags() & STABLE_MERGED == 0) {
                     // Not merged here by rksm: a fork copied it.
                     self.adopt(tag, addr, &page, knobs);
                 }
-                Some(Record {
-                    addr,
-                    hash: 0,
-                    flags: STABLE_MERGED,
-                })
+                Some(Record::new(addr, 0, STABLE_MERGED))
             }
             Found::Anon { addr, page } => {
                 let record = self.visit_anon(tag, addr, &page, prev, knobs);
@@ -429,24 +422,33 @@ impl Engine {
             .map_or(Age::default(), |r| r.age());
         if knobs.smart_scan && age.visit() {
             stats::add(Stat::PagesSkipped, 1);
-            return Record {
+            return Record::new(
                 addr,
-                hash: prev.map_or(0, |r| r.hash),
-                flags: Record::flags_with_age(0, age),
-            };
+                prev.map_or(0, |r| r.hash),
+                Record::flags_with_age(0, age),
+            );
         }
         stats::add(Stat::PagesScanned, 1);
-        let hash = page.hash();
-        let flags = self.try_merge(tag, addr, page, hash, prev, knobs);
-        Record {
-            addr,
-            hash: hash as u32,
-            // A merged page starts over, should it be unmerged later.
-            flags: if flags & pass::MERGED != 0 {
-                flags
-            } else {
-                Record::flags_with_age(flags, age)
-            },
+        // First by the hash it had (see `merge_by_last_hash`).
+        let mut stable_tried = false;
+        if let Some(r) = prev {
+            match self.merge_by_last_hash(tag, addr, page, r, knobs) {
+                Some(Ok(())) => return Record::new(addr, r.hash, STABLE_MERGED),
+                // Changed: its new bytes may match another stable page.
+                None | Some(Err(MergeError::Changed)) => {}
+                // Pinned, contended, no room: a second try in this visit would fail as well.
+                Some(Err(_)) => stable_tried = true,
+            }
         }
+        let hash = page.hash();
+        let last = merge::Last { prev, stable_tried };
+        let flags = self.try_merge(tag, addr, page, hash, last, knobs);
+        // A merged page starts over, should it be unmerged later.
+        let flags = if flags & pass::MERGED != 0 {
+            flags
+        } else {
+            Record::flags_with_age(flags, age)
+        };
+        Record::new(addr, hash, flags)
     }
 }

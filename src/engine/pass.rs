@@ -2,8 +2,8 @@
 
 //! Per-page records and the accounting of a pass over one mm.
 //!
-//! A [`Record`] is what rksm remembers about one scanned page between two passes: 16 bytes,
-//! kept in address order. The functions here work on slices, so the kernel keeps the records in
+//! A [`Record`] is what rksm remembers about one scanned page between two passes: 16 bytes
+//! (address and flags in one word, the content hash in the other), kept in address order. The functions here work on slices, so the kernel keeps the records in
 //! a `KVVec` (no kmalloc ceiling) and the host tests use a `Vec`. This file needs no kernel: the
 //! host workspace tests it against a naive model (`cargo test`).
 
@@ -18,47 +18,78 @@ pub(crate) const STABLE_MERGED: u32 = 2;
 pub(crate) const IN_UNSTABLE: u32 = 4;
 /// The flags that mean "rksm merged this address".
 pub(crate) const MERGED: u32 = ZERO_MERGED | STABLE_MERGED;
-/// Where `Record::flags` keeps a page's smart-scan [`Age`] (bits 8-15 age, 16-23 skips).
-const AGE_SHIFT: u32 = 8;
+/// Where a record's flags keep a page's smart-scan [`Age`] (bits 4-11 age, 12-19 skips).
+const AGE_SHIFT: u32 = 4;
+/// How many low bits of [`Record`]'s first word hold its flags.
+const FLAG_BITS: u32 = 20;
+const FLAG_MASK: u64 = (1 << FLAG_BITS) - 1;
+/// A record keeps the address's page number (4 KiB pages, or more): user addresses lie below
+/// 2^57 on every 64-bit architecture (5-level paging), so it fits in the 44 bits left.
+const ADDR_SHIFT: u32 = 12;
 
 /// What rksm remembers about one scanned page.
+///
+/// # Invariants
+///
+/// `key` holds the page's address, shifted right by `ADDR_SHIFT`, above `FLAG_BITS` bits of
+/// flags; records therefore sort by `key` as by address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
-    /// The page's user address.
-    pub(crate) addr: usize,
-    /// Low 32 bits of the content hash at the last visit (the volatility check, as in KSM).
-    pub(crate) hash: u32,
-    /// `ZERO_MERGED`, `STABLE_MERGED`, `IN_UNSTABLE`, and the smart-scan age.
-    pub(crate) flags: u32,
+    key: u64,
+    /// The keyed content hash at the last visit: the volatility check (as in KSM), and the key
+    /// the page is looked up by first at its next visit.
+    pub(crate) hash: u64,
 }
 
 impl Record {
-    /// The smart-scan state kept in the flags.
-    pub(crate) fn age(&self) -> Age {
-        Age {
-            age: (self.flags >> AGE_SHIFT) as u8,
-            skips: (self.flags >> (AGE_SHIFT + 8)) as u8,
+    /// The record of the page-aligned user address `addr`, with `flags` (`ZERO_MERGED`,
+    /// `STABLE_MERGED`, `IN_UNSTABLE`, and the smart-scan age: see [`Record::flags_with_age`]).
+    pub(crate) fn new(addr: usize, hash: u64, flags: u32) -> Self {
+        Self {
+            key: (addr as u64 >> ADDR_SHIFT) << FLAG_BITS | (u64::from(flags) & FLAG_MASK),
+            hash,
         }
     }
 
-    /// The flags `flags` (low byte) with the smart-scan state `age`.
+    /// The page's user address.
+    pub(crate) fn addr(&self) -> usize {
+        ((self.key >> FLAG_BITS) << ADDR_SHIFT) as usize
+    }
+
+    pub(crate) fn flags(&self) -> u32 {
+        (self.key & FLAG_MASK) as u32
+    }
+
+    pub(crate) fn set_flags(&mut self, flags: u32) {
+        self.key = (self.key & !FLAG_MASK) | (u64::from(flags) & FLAG_MASK);
+    }
+
+    /// The smart-scan state kept in the flags.
+    pub(crate) fn age(&self) -> Age {
+        Age {
+            age: (self.flags() >> AGE_SHIFT) as u8,
+            skips: (self.flags() >> (AGE_SHIFT + 8)) as u8,
+        }
+    }
+
+    /// The flags `flags` (low 4 bits) with the smart-scan state `age`.
     pub(crate) fn flags_with_age(flags: u32, age: Age) -> u32 {
-        (flags & 0xff) | u32::from(age.age) << AGE_SHIFT | u32::from(age.skips) << (AGE_SHIFT + 8)
+        (flags & 0xf) | u32::from(age.age) << AGE_SHIFT | u32::from(age.skips) << (AGE_SHIFT + 8)
     }
 
     /// Whether rksm merged this address.
     pub(crate) fn merged(&self) -> bool {
-        self.flags & MERGED != 0
+        self.flags() & MERGED != 0
     }
 
     /// Whether the page counts in `pages_unshared`.
     pub(crate) fn unshared(&self) -> bool {
-        self.flags & IN_UNSTABLE != 0
+        self.flags() & IN_UNSTABLE != 0
     }
 
     /// Whether the address was merged into the zero page.
     pub(crate) fn zero(&self) -> bool {
-        self.flags & ZERO_MERGED != 0
+        self.flags() & ZERO_MERGED != 0
     }
 }
 
@@ -79,7 +110,7 @@ fn count(records: &[Record], f: impl Fn(&Record) -> bool) -> i64 {
 
 /// The index of the record of `addr` in `sorted` (sorted by address), if any.
 pub(crate) fn find(sorted: &[Record], addr: usize) -> Option<usize> {
-    sorted.binary_search_by_key(&addr, |r| r.addr).ok()
+    sorted.binary_search_by_key(&addr, |r| r.addr()).ok()
 }
 
 /// The page at `addr` left the unstable tree: clears IN_UNSTABLE on its record in `sorted`, and
@@ -88,18 +119,18 @@ pub(crate) fn find(sorted: &[Record], addr: usize) -> Option<usize> {
 pub(crate) fn leave_unstable(sorted: &mut [Record], addr: usize, merged: bool) -> Option<bool> {
     let r = find(sorted, addr).and_then(|i| sorted.get_mut(i))?;
     let was = r.unshared();
-    r.flags = if merged {
+    r.set_flags(if merged {
         STABLE_MERGED
     } else {
-        r.flags & !IN_UNSTABLE
-    };
+        r.flags() & !IN_UNSTABLE
+    });
     Some(was)
 }
 
 /// Whether `records` is sorted by strictly increasing address.
 #[cfg(test)]
 pub(crate) fn is_sorted(records: &[Record]) -> bool {
-    records.windows(2).all(|w| w[0].addr < w[1].addr)
+    records.windows(2).all(|w| w[0].addr() < w[1].addr())
 }
 
 /// A pass over one mm is complete: `next` (this pass's records, sorted by address) replaces
@@ -111,14 +142,14 @@ pub(crate) fn finish(prev: &[Record], next: &[Record], mut gone: impl FnMut(&Rec
     let mut unshared = 0;
     let mut n = next.iter().peekable();
     for r in prev {
-        while n.next_if(|x| x.addr < r.addr).is_some() {}
-        if n.peek().is_some_and(|x| x.addr == r.addr) {
+        while n.next_if(|x| x.addr() < r.addr()).is_some() {}
+        if n.peek().is_some_and(|x| x.addr() == r.addr()) {
             continue;
         }
         if r.unshared() {
             unshared -= 1;
         }
-        if r.flags != 0 {
+        if r.flags() != 0 {
             gone(r);
         }
     }
@@ -145,11 +176,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn rec(addr: usize, flags: u32) -> Record {
-        Record {
-            addr,
-            hash: 0,
-            flags,
-        }
+        Record::new(addr, 0, flags)
     }
 
     fn records() -> impl Strategy<Value = Vec<Record>> {
@@ -162,17 +189,17 @@ mod tests {
         fn finish_matches_a_naive_model(prev in records(), next in records()) {
             let mut gone = Vec::new();
             let d = finish(&prev, &next, |r| gone.push(*r));
-            let seen: BTreeMap<usize, ()> = next.iter().map(|r| (r.addr, ())).collect();
+            let seen: BTreeMap<usize, ()> = next.iter().map(|r| (r.addr(), ())).collect();
             let lost: Vec<Record> =
-                prev.iter().filter(|r| !seen.contains_key(&r.addr)).copied().collect();
-            let want_gone: Vec<Record> = lost.iter().filter(|r| r.flags != 0).copied().collect();
+                prev.iter().filter(|r| !seen.contains_key(&r.addr())).copied().collect();
+            let want_gone: Vec<Record> = lost.iter().filter(|r| r.flags() != 0).copied().collect();
             prop_assert_eq!(gone, want_gone);
             prop_assert_eq!(d.records, next.len() as i64 - prev.len() as i64);
             prop_assert_eq!(
                 d.unshared,
-                -(lost.iter().filter(|r| r.flags & IN_UNSTABLE != 0).count() as i64)
+                -(lost.iter().filter(|r| r.flags() & IN_UNSTABLE != 0).count() as i64)
             );
-            let zeros = |v: &[Record]| v.iter().filter(|r| r.flags & ZERO_MERGED != 0).count() as i64;
+            let zeros = |v: &[Record]| v.iter().filter(|r| r.flags() & ZERO_MERGED != 0).count() as i64;
             prop_assert_eq!(d.zero_pages, zeros(&next) - zeros(&prev));
         }
 
@@ -189,8 +216,8 @@ mod tests {
         fn find_finds_every_record(v in records()) {
             prop_assert!(is_sorted(&v));
             for (i, r) in v.iter().enumerate() {
-                prop_assert_eq!(find(&v, r.addr), Some(i));
-                prop_assert_eq!(find(&v, r.addr + 1), None);
+                prop_assert_eq!(find(&v, r.addr()), Some(i));
+                prop_assert_eq!(find(&v, r.addr() + 1), None);
             }
         }
     }
@@ -199,7 +226,7 @@ mod tests {
     fn leaving_the_unstable_tree_clears_the_flag_once() {
         let mut v = vec![rec(0, IN_UNSTABLE | STABLE_MERGED), rec(4096, 0)];
         assert_eq!(leave_unstable(&mut v, 0, false), Some(true));
-        assert_eq!(v[0].flags, STABLE_MERGED);
+        assert_eq!(v[0].flags(), STABLE_MERGED);
         assert_eq!(leave_unstable(&mut v, 0, false), Some(false));
         assert_eq!(leave_unstable(&mut v, 4096, false), Some(false));
         assert_eq!(leave_unstable(&mut v, 8192, false), None);
@@ -210,7 +237,7 @@ mod tests {
         let aged = Record::flags_with_age(IN_UNSTABLE, Age { age: 3, skips: 1 });
         let mut v = vec![rec(0, aged)];
         assert_eq!(leave_unstable(&mut v, 0, true), Some(true));
-        assert_eq!(v[0].flags, STABLE_MERGED);
+        assert_eq!(v[0].flags(), STABLE_MERGED);
         assert!(v[0].merged() && !v[0].unshared());
     }
 
@@ -221,5 +248,30 @@ mod tests {
         assert_eq!(r.age(), age);
         assert!(r.unshared() && !r.merged() && !r.zero());
         assert_eq!(core::mem::size_of::<Record>(), 16);
+    }
+
+    proptest! {
+        #[test]
+        fn a_record_keeps_its_address_hash_and_flags(
+            page in 0u64..(1 << 44),
+            hash in any::<u64>(),
+            flags in 0u32..8,
+            age in any::<u8>(),
+            skips in any::<u8>(),
+        ) {
+            let addr = (page << 12) as usize;
+            let flags = Record::flags_with_age(flags, Age { age, skips });
+            let mut r = Record::new(addr, hash, flags);
+            prop_assert_eq!((r.addr(), r.hash, r.flags()), (addr, hash, flags));
+            prop_assert_eq!(r.age(), Age { age, skips });
+            r.set_flags(IN_UNSTABLE);
+            prop_assert_eq!((r.addr(), r.hash, r.flags()), (addr, hash, IN_UNSTABLE));
+        }
+
+        #[test]
+        fn records_sort_by_address(a in 0u64..(1 << 44), b in 0u64..(1 << 44), fa in 0u32..(1 << 20), fb in 0u32..(1 << 20)) {
+            let (ra, rb) = (Record::new((a << 12) as usize, 0, fa), Record::new((b << 12) as usize, 0, fb));
+            prop_assert_eq!(ra.addr() < rb.addr(), ra.key < rb.key);
+        }
     }
 }

@@ -101,7 +101,7 @@ impl PassState {
             return (None, false);
         };
         let was = r.unshared();
-        r.flags &= !pass::IN_UNSTABLE;
+        r.set_flags(r.flags() & !pass::IN_UNSTABLE);
         (Some(*r), was)
     }
 
@@ -126,7 +126,7 @@ impl PassState {
             // One allocation of about the right size, not a series of doublings.
             let _ = self.next.reserve(self.prev.len(), GFP_KERNEL);
         }
-        if self.next.last().is_some_and(|l| l.addr >= record.addr) {
+        if self.next.last().is_some_and(|l| l.addr() >= record.addr()) {
             self.next_sorted = false;
         }
         let cap = self.next.capacity();
@@ -152,7 +152,7 @@ impl PassState {
     /// Hands each merge the pass did not meet again to `gone`.
     pub(crate) fn finish(&mut self, gone: impl FnMut(&Record)) {
         if !self.next_sorted {
-            self.next.sort_unstable_by_key(|r| r.addr);
+            self.next.sort_unstable_by_key(|r| r.addr());
         }
         apply(pass::finish(&self.prev, &self.next, gone));
         self.prev = core::mem::take(&mut self.next);
@@ -217,7 +217,7 @@ impl MmSlot {
             merging: self
                 .pass
                 .records()
-                .filter(|r| r.flags & super::pass::STABLE_MERGED != 0)
+                .filter(|r| r.flags() & super::pass::STABLE_MERGED != 0)
                 .count(),
             items: self.pass.records().count(),
         };

@@ -24,16 +24,16 @@ const RMAP_SLACK: usize = 8;
 /// (`merge_exec`: executable VMAs still are).
 pub(super) fn unmerge_if_unmergeable(locked: &Locked<'_>, r: &Record, merge_exec: bool) {
     let unmergeable = locked
-        .vma_next(r.addr)
-        .is_some_and(|v| v.start() <= r.addr && mm::kind(v, merge_exec) != VmaKind::Mergeable);
+        .vma_next(r.addr())
+        .is_some_and(|v| v.start() <= r.addr() && mm::kind(v, merge_exec) != VmaKind::Mergeable);
     if !unmergeable {
         return;
     }
-    let mapped = (r.zero() && locked.maps_zero_page(r.addr))
-        || (r.flags & super::pass::STABLE_MERGED != 0 && locked.maps_stable_page(r.addr));
+    let mapped = (r.zero() && locked.maps_zero_page(r.addr()))
+        || (r.flags() & super::pass::STABLE_MERGED != 0 && locked.maps_stable_page(r.addr()));
     if mapped {
         // On failure the merge stays; the next pass tries again.
-        let _ = locked.break_cow(r.addr);
+        let _ = locked.break_cow(r.addr());
     }
 }
 
@@ -185,9 +185,9 @@ impl Engine {
             if let Some(user) = slot.mm.mmget_not_zero() {
                 let locked = Locked::new(&user);
                 for r in slot.pass.records() {
-                    if r.zero() && locked.maps_zero_page(r.addr) {
+                    if r.zero() && locked.maps_zero_page(r.addr()) {
                         // A failure leaves an ordinary zero-page PTE: nothing leaks.
-                        let _ = locked.break_cow(r.addr);
+                        let _ = locked.break_cow(r.addr());
                     }
                     // SAFETY: Process context, no spinlock held.
                     unsafe { ffi::rksm_cond_resched() };
