@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The merge decision for one page, in KSM's order (the zero page, the stable tree, then the
-//! unstable tree), and the merges themselves.
+//! unstable tree), and the merges themselves. Before it is hashed again, a page seen at the
+//! last pass is tried against the stable tree by the hash it had then
+//! ([`Engine::merge_by_last_hash`]).
 
 use kernel::mm::virt::VmaRef;
 

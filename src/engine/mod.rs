@@ -9,8 +9,9 @@
 //!
 //! Costs, per pass: each mm's VMAs are looked at once from its cursor (and once more at most,
 //! from address 0, for memory mapped below the cursor during the pass); each page costs one
-//! record lookup (binary search), one hash, one stable-tree lookup and, if it held still, one
-//! unstable-tree lookup with a bounded number of page compares; mms are found by tag in a
+//! record lookup (binary search), at most two stable-tree lookups (by its last hash, then by
+//! a new one) and one hash, and, if it held still, one unstable-tree lookup with a bounded
+//! number of page compares; mms are found by tag in a
 //! red-black tree. Nothing grows faster than linearly in pages, VMAs, processes or stable pages.
 //!
 //! Locks: an mmap lock is held only around one walk batch or one merge, never two at once
