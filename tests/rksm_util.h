@@ -41,7 +41,6 @@ static inline const char *rksm_ko_path(void)
 	return p ? p : "/rksm.ko";
 }
 
-/* Write @val to knob @name. Returns 0 or -errno. */
 /* Write @val to the file @path, as one write. Returns 0 or -errno. */
 static inline int rksm_write_path(const char *path, const char *val)
 {
@@ -60,6 +59,27 @@ static inline int rksm_write_path(const char *path, const char *val)
 	return err;
 }
 
+/* Write the number @v to the file @path. Returns 0 or -errno. */
+static inline int rksm_write_path_num(const char *path, unsigned long long v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%llu\n", v);
+	return rksm_write_path(path, buf);
+}
+
+/* Read the number in the file @path into *@v; false if there is none. */
+static inline bool rksm_read_path_num(const char *path, unsigned long long *v)
+{
+	FILE *f = fopen(path, "r");
+	bool ok = f && fscanf(f, "%llu", v) == 1;
+
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+/* Write @val to knob @name. Returns 0 or -errno. */
 static inline int rksm_write(const char *name, const char *val)
 {
 	char path[256];

@@ -1146,23 +1146,6 @@ static const struct {
 };
 #define NR_KH 3
 
-static bool read_path(const char *path, unsigned long long *v)
-{
-	FILE *f = fopen(path, "r");
-	bool ok = f && fscanf(f, "%llu", v) == 1;
-
-	if (f)
-		fclose(f);
-	return ok;
-}
-
-static void write_path_num(const char *path, unsigned long long v)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%llu\n", v);
-	rksm_write_path(path, buf);
-}
 
 FIXTURE(stress) {
 	struct rksm_saved saved;
@@ -1203,9 +1186,9 @@ FIXTURE_SETUP(stress)
 	ASSERT_NE(NULL, self->ctl);
 	layout_init();
 	for (int k = 0; k < NR_KH; k++) {
-		self->kh_ok[k] = read_path(khugepaged_knobs[k].name, &self->kh[k]);
+		self->kh_ok[k] = rksm_read_path_num(khugepaged_knobs[k].name, &self->kh[k]);
 		if (self->kh_ok[k])
-			write_path_num(khugepaged_knobs[k].name, khugepaged_knobs[k].fast);
+			rksm_write_path_num(khugepaged_knobs[k].name, khugepaged_knobs[k].fast);
 	}
 }
 
@@ -1221,7 +1204,7 @@ FIXTURE_TEARDOWN(stress)
 	rksm_engine_teardown(&self->saved);
 	for (int k = 0; k < NR_KH; k++)
 		if (self->kh_ok[k])
-			write_path_num(khugepaged_knobs[k].name, self->kh[k]);
+			rksm_write_path_num(khugepaged_knobs[k].name, self->kh[k]);
 }
 
 /* Reap worker @w if it exited; false if it exited before reaching @state. */
