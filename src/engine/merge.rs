@@ -91,9 +91,11 @@ impl Engine {
     /// (compared under the page-table lock), whose hash is its key: the page still hashes as
     /// it did, so it held still, and hashing it would only have found the same stable page.
     /// A page that changed since fails this merge (`merge_fail_changed`), once per visit, and
-    /// goes the usual way. `None` if no stable page has that hash. Pages merge in pairs through the unstable tree only once hashed
-    /// again: a twin found by an old hash could have changed as the page did, and the new
-    /// stable page would then go into the tree under a hash that is not its own.
+    /// goes the usual way. `None` if no stable page has that hash.
+    ///
+    /// Pages merge in pairs through the unstable tree only once hashed again: a twin found by
+    /// an old hash could have changed as the page did, and the new stable page would then go
+    /// into the tree under a hash that is not its own.
     pub(super) fn merge_by_last_hash(
         &mut self,
         tag: Tag,
