@@ -103,12 +103,15 @@ static void scale_merge(struct __test_metadata *_metadata, const char *what,
 	err = rksm_wait_sharing(what, sharing, timeout, 8, 30, 10, &c);
 	/*
 	 * pages_sharing counts merges as they are made and is recounted from
-	 * the mapcounts at the end of each full scan. Between two recounts it
-	 * has been seen a few pages ahead of the truth (big: +3 to +13 in
-	 * 385,000, and once 124 ahead just before the end, cause not found), so
-	 * if the counters are not exactly as expected when the wait ends, they
-	 * are read again after the end of the full scan in progress (and
-	 * waited for again if they fell short).
+	 * the mapcounts at the end of each full scan. Merges can also be
+	 * undone behind the scanner's back before that: khugepaged collapses
+	 * a range that is partly merged (up to max_ptes_shared = 256 merged
+	 * pages) back into a THP, copying the merged pages, as it does with
+	 * KSM's. Once (1 run in 6) the recount then found 124 of the pairs
+	 * single again, short of the count the wait had seen. So if the
+	 * counters are not exactly as expected when the wait ends, they are
+	 * read again after the end of the full scan in progress, and waited
+	 * for again if they fell short (the next scan merges those again).
 	 */
 	for (int round = 0; !err && round < 4; round++) {
 		rksm_counters_read(&c);
