@@ -24,9 +24,21 @@ use crate::stats::{self, Stat};
 pub(super) struct Last {
     /// The page's record from its last visit.
     pub(super) prev: Option<Record>,
-    /// The stable tree was tried already, by the last visit's hash, and the page found a stable
-    /// page it could not merge into now (pinned, contended).
-    pub(super) stable_tried: bool,
+    /// What the lookup by the last visit's hash ([`Engine::merge_by_last_hash`]) found.
+    pub(super) by_last_hash: ByLastHash,
+}
+
+/// How a merge by the last visit's hash ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum ByLastHash {
+    /// Not tried (no such hash, or not a page for the stable tree).
+    NotTried,
+    /// No stable page has that hash: a page that still hashes so need not look again.
+    NotFound,
+    /// Merged.
+    Merged,
+    /// A stable page with room was found, and the merge failed for this reason.
+    Failed(MergeError),
 }
 
 impl Engine {
@@ -41,7 +53,14 @@ impl Engine {
         last: Last,
         knobs: &Snapshot,
     ) -> u32 {
-        let Last { prev, stable_tried } = last;
+        let Last { prev, by_last_hash } = last;
+        // Looked up already: found nothing by this very hash, or found a stable page it could
+        // not merge into now (pinned, contended), which a second try would not change.
+        let stable_done = match by_last_hash {
+            ByLastHash::NotFound => prev.is_some_and(|r| r.hash == hash),
+            ByLastHash::Failed(e) => e != MergeError::Changed,
+            ByLastHash::NotTried | ByLastHash::Merged => false,
+        };
         let zero_only = knobs.policy.zero_pages_only;
         if (knobs.use_zero_pages || zero_only) && hash == self.zero_hash && page.is_zero() {
             let merged = merge_in(&self.mms, self.policy.merge_exec, tag, addr, |_, vma| {
@@ -57,7 +76,7 @@ impl Engine {
             return 0;
         };
         let loc = Loc::new(tag, addr);
-        if !stable_tried
+        if !stable_done
             && self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing)
                 == Some(Ok(()))
         {
@@ -91,7 +110,7 @@ impl Engine {
     /// (compared under the page-table lock), whose hash is its key: the page still hashes as
     /// it did, so it held still, and hashing it would only have found the same stable page.
     /// A page that changed since fails this merge (`merge_fail_changed`), once per visit, and
-    /// goes the usual way. `None` if no stable page has that hash.
+    /// goes the usual way.
     ///
     /// Pages merge in pairs through the unstable tree only once hashed again: a twin found by
     /// an old hash could have changed as the page did, and the new stable page would then go
@@ -103,18 +122,24 @@ impl Engine {
         page: &PageRef,
         prev: Record,
         knobs: &Snapshot,
-    ) -> Option<core::result::Result<(), MergeError>> {
+    ) -> ByLastHash {
         let zero_only = knobs.policy.zero_pages_only;
         if zero_only || prev.merged() || prev.hash == 0 {
-            return None;
+            return ByLastHash::NotTried;
         }
         if knobs.use_zero_pages && prev.hash == self.zero_hash {
             // The zero page's way: checked, and merged into the zero page.
-            return None;
+            return ByLastHash::NotTried;
         }
-        let key = self.tree_key(tag, prev.hash, knobs)?;
+        let Some(key) = self.tree_key(tag, prev.hash, knobs) else {
+            return ByLastHash::NotTried;
+        };
         let loc = Loc::new(tag, addr);
-        self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing)
+        match self.merge_into_stable(tag, addr, loc, page, key, knobs.max_page_sharing) {
+            None => ByLastHash::NotFound,
+            Some(Ok(())) => ByLastHash::Merged,
+            Some(Err(e)) => ByLastHash::Failed(e),
+        }
     }
 
     /// Merges into a stable page of the same content that has room (`max_page_sharing`).

@@ -23,7 +23,7 @@ use crate::ffi;
 use crate::intervals::{next_to_scan, Covered};
 use crate::knobs::Snapshot;
 use crate::merge_policy::MergePolicy;
-use crate::mm::{self, Locked, MergeError, VmaKind};
+use crate::mm::{self, Locked, VmaKind};
 use crate::page::Releases;
 use crate::range_walk::{self, Found, WalkStats};
 use crate::smart_scan::Age;
@@ -431,18 +431,14 @@ impl Engine {
         }
         stats::add(Stat::PagesScanned, 1);
         // First by the hash it had (see `merge_by_last_hash`).
-        let mut stable_tried = false;
-        if let Some(r) = prev {
-            match self.merge_by_last_hash(tag, addr, page, r, knobs) {
-                Some(Ok(())) => return Record::new(addr, r.hash, STABLE_MERGED),
-                // Changed: its new bytes may match another stable page.
-                None | Some(Err(MergeError::Changed)) => {}
-                // Pinned, contended, no room: a second try in this visit would fail as well.
-                Some(Err(_)) => stable_tried = true,
-            }
+        let by_last_hash = prev.map_or(merge::ByLastHash::NotTried, |r| {
+            self.merge_by_last_hash(tag, addr, page, r, knobs)
+        });
+        if let (merge::ByLastHash::Merged, Some(r)) = (by_last_hash, prev) {
+            return Record::new(addr, r.hash, STABLE_MERGED);
         }
         let hash = page.hash();
-        let last = merge::Last { prev, stable_tried };
+        let last = merge::Last { prev, by_last_hash };
         let flags = self.try_merge(tag, addr, page, hash, last, knobs);
         // A merged page starts over, should it be unmerged later.
         let flags = if flags & pass::MERGED != 0 {
